@@ -1,0 +1,50 @@
+"""mfa_flow: SMS one-time-passcode MFA for B2B login flows, with the rules of Stytch's B2B SMS OTP endpoint.
+
+    from mfa_flow import MfaFlow, Policy, Organization, Member, MfaError
+"""
+
+from mfa_flow._version import __version__
+from mfa_flow.clock import Clock, SystemClock
+from mfa_flow.diagram import diagram
+from mfa_flow.directory import Directory, MemoryDirectory
+from mfa_flow.errors import ConfigurationError, InvalidPhoneNumber, MfaError
+from mfa_flow.events import Event, SendContext
+from mfa_flow.flow import MfaFlow
+from mfa_flow.policy import Policy
+from mfa_flow.records import Member, Organization
+from mfa_flow.results import (
+    AuthenticateResult,
+    AuthenticationFactor,
+    MemberOptions,
+    MemberSession,
+    MfaRequired,
+    PrimaryAuthResult,
+    SendResult,
+    SessionCheck,
+)
+
+__all__ = [
+    "AuthenticateResult",
+    "AuthenticationFactor",
+    "Clock",
+    "ConfigurationError",
+    "Directory",
+    "Event",
+    "InvalidPhoneNumber",
+    "Member",
+    "MemberOptions",
+    "MemberSession",
+    "MemoryDirectory",
+    "MfaError",
+    "MfaFlow",
+    "MfaRequired",
+    "Organization",
+    "Policy",
+    "PrimaryAuthResult",
+    "SendContext",
+    "SendResult",
+    "SessionCheck",
+    "SystemClock",
+    "__version__",
+    "diagram",
+]

@@ -1,0 +1,172 @@
+"""The state machines of the flow (spec §7): transition tables, built once per process.
+
+Each machine is a ``transitions.Machine`` with ``model=None`` and ``auto_transitions=False``; the flow
+triggers events on plain records it never adds to the machine (``machine.events[name].trigger(record)``).
+Conditions are pure predicates over the record and the values passed with the trigger (the clock value,
+policy numbers); callbacks only change the record. No I/O happens inside a trigger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from transitions import Machine
+
+from mfa_flow.state import CodePhase, CodeState, GuardPhase, LoginPhase, SessionPhase
+
+__all__ = ["CODE", "GUARD", "LOGIN", "MACHINES", "SESSION", "TABLES", "fire"]
+
+Transition = dict[str, Any]
+# Conditions and callbacks take transitions' EventData; its stub types ``model`` as object, so they take Any.
+
+
+# --- conditions: pure predicates over (record, trigger arguments) -----------------------------------
+
+def code_expired(ev: Any) -> bool:
+    return bool(ev.kwargs["now"] >= ev.model.expires_at)
+
+
+def code_matches(ev: Any) -> bool:
+    return bool(ev.kwargs["matched"])
+
+
+def attempts_exhausted(ev: Any) -> bool:
+    return bool(ev.model.attempts + 1 >= ev.kwargs["max_attempts"])
+
+
+def reaches_lockout(ev: Any) -> bool:
+    return bool(ev.model.failures + 1 >= ev.kwargs["threshold"])
+
+
+def lock_ended(ev: Any) -> bool:
+    return bool(ev.kwargs["now"] >= ev.model.locked_until)
+
+
+def past_expiry(ev: Any) -> bool:
+    return bool(ev.kwargs["now"] >= ev.model.expires_at)
+
+
+def idle_too_long(ev: Any) -> bool:
+    return bool(ev.kwargs["now"] - ev.model.last_accessed_at > ev.kwargs["inactivity_timeout"])
+
+
+def member_has_active_factor(ev: Any) -> bool:
+    return bool(ev.kwargs["has_active_factor"])
+
+
+# --- callbacks: changes to the record only -------------------------------------------------------
+
+def install_code(ev: Any) -> None:
+    """A new code replaces whatever the record held: the previous code is superseded, not remembered."""
+    new: CodeState = ev.kwargs["code"]
+    rec = ev.model
+    rec.code_id, rec.digest, rec.bound_to, rec.purpose = new.code_id, new.digest, new.bound_to, new.purpose
+    rec.phone, rec.sent_at, rec.expires_at, rec.attempts = new.phone, new.sent_at, new.expires_at, 0
+
+
+def count_attempt(ev: Any) -> None:
+    ev.model.attempts += 1
+
+
+def count_failure(ev: Any) -> None:
+    ev.model.failures += 1
+
+
+def start_lock(ev: Any) -> None:
+    ev.model.locked_until = ev.kwargs["now"] + ev.kwargs["lock_for"]
+
+
+def reset_failures(ev: Any) -> None:
+    ev.model.failures = 0
+    ev.model.locked_until = 0.0
+
+
+def mark_accessed(ev: Any) -> None:
+    ev.model.last_accessed_at = ev.kwargs["now"]
+
+
+def merge_factor(ev: Any) -> None:
+    """Add a factor, or refresh the one of the same type and delivery method."""
+    factor = ev.kwargs["factor"]
+    kept = tuple(
+        f for f in ev.model.factors
+        if (f.type, f.delivery_method) != (factor.type, factor.delivery_method)
+    )
+    ev.model.factors = (*kept, factor)
+
+
+def extend_session(ev: Any) -> None:
+    expires_at = ev.kwargs.get("expires_at")
+    if expires_at is not None:
+        ev.model.expires_at = expires_at
+
+
+# --- the tables ------------------------------------------------------------------------------------
+
+S, G, L, Z = CodePhase, GuardPhase, LoginPhase, SessionPhase
+
+CODE_TABLE: list[Transition] = [
+    {"trigger": "issue", "source": [S.NONE, S.SENT, S.VERIFIED, S.DEAD], "dest": S.SENT,
+     "before": [install_code]},
+    {"trigger": "expire", "source": S.SENT, "dest": S.DEAD, "conditions": [code_expired]},
+    {"trigger": "verify", "source": S.SENT, "dest": S.VERIFIED, "conditions": [code_matches]},
+    {"trigger": "reject", "source": S.SENT, "dest": S.DEAD, "conditions": [attempts_exhausted],
+     "before": [count_attempt]},
+    {"trigger": "reject", "source": S.SENT, "dest": S.SENT, "before": [count_attempt]},
+    {"trigger": "kill", "source": S.SENT, "dest": S.DEAD},
+]
+
+GUARD_TABLE: list[Transition] = [
+    {"trigger": "fail", "source": G.OPEN, "dest": G.LOCKED, "conditions": [reaches_lockout],
+     "before": [count_failure, start_lock]},
+    {"trigger": "fail", "source": G.OPEN, "dest": G.OPEN, "before": [count_failure]},
+    {"trigger": "unlock", "source": G.LOCKED, "dest": G.OPEN, "conditions": [lock_ended],
+     "after": [reset_failures]},
+    {"trigger": "succeed", "source": G.OPEN, "dest": G.OPEN, "after": [reset_failures]},
+]
+
+LOGIN_TABLE: list[Transition] = [
+    {"trigger": "expire", "source": L.ISSUED, "dest": L.EXPIRED, "conditions": [past_expiry]},
+    {"trigger": "consume", "source": L.ISSUED, "dest": L.CONSUMED},
+]
+
+SESSION_TABLE: list[Transition] = [
+    {"trigger": "expire", "source": [Z.ACTIVE, Z.STEP_UP_REQUIRED], "dest": Z.EXPIRED,
+     "conditions": [past_expiry]},
+    {"trigger": "idle", "source": Z.ACTIVE, "dest": Z.STEP_UP_REQUIRED,
+     "conditions": [idle_too_long, member_has_active_factor]},
+    {"trigger": "touch", "source": Z.ACTIVE, "dest": Z.ACTIVE, "after": [mark_accessed]},
+    {"trigger": "add_factor", "source": Z.ACTIVE, "dest": Z.ACTIVE, "after": [merge_factor]},
+    {"trigger": "step_up", "source": Z.STEP_UP_REQUIRED, "dest": Z.ACTIVE,
+     "after": [merge_factor, mark_accessed, extend_session]},
+]
+
+#: name -> (states, initial state, transition table); diagram() renders exactly these.
+TABLES: dict[str, tuple[type[Any], Any, list[Transition]]] = {
+    "code": (CodePhase, CodePhase.NONE, CODE_TABLE),
+    "guard": (GuardPhase, GuardPhase.OPEN, GUARD_TABLE),
+    "login": (LoginPhase, LoginPhase.ISSUED, LOGIN_TABLE),
+    "session": (SessionPhase, SessionPhase.ACTIVE, SESSION_TABLE),
+}
+
+
+def build(states: type[Any], initial: Any, table: Sequence[Transition], machine_cls: Callable[..., Any] = Machine,
+          **options: Any) -> Any:
+    options.setdefault("model", None)
+    return machine_cls(
+        states=states, initial=initial, transitions=[dict(t) for t in table],
+        auto_transitions=False, send_event=True, ignore_invalid_triggers=False, **options,
+    )
+
+
+MACHINES: dict[str, Machine] = {name: build(*spec) for name, spec in TABLES.items()}
+CODE, GUARD, LOGIN, SESSION = (MACHINES[n] for n in ("code", "guard", "login", "session"))
+
+
+def fire(machine: Machine, trigger: str, record: object, **kwargs: Any) -> bool:
+    """Trigger ``trigger`` on a record; False when no transition of the table applies."""
+    event = machine.events.get(trigger)
+    if event is None or event.transitions.get(getattr(record, "state").name) is None:  # noqa: B009
+        return False
+    return bool(event.trigger(record, **kwargs))

@@ -1,0 +1,194 @@
+"""The records the flow keeps in the store, and the keys they live under.
+
+They are plain mutable attrs records: the machines (``mfa_flow.machine``) trigger on them, the core
+never mutates one it read without copying it first, and durable stores turn them into plain data.
+Records that never expire (the member overlay, the phone-link index) are kept apart from those that
+do (codes, ISTs, sessions, the failure guard while locked, send windows) so each can carry its own TTL.
+Nothing here holds a code or a token in clear: codes as HMACs, tokens as the SHA-256 in the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+from typing import TypeVar
+from urllib.parse import quote
+
+import attrs
+
+__all__ = [
+    "CodePhase",
+    "CodeState",
+    "Factor",
+    "GuardPhase",
+    "GuardState",
+    "LoginPhase",
+    "LoginState",
+    "MemberState",
+    "PhoneLink",
+    "SendWindow",
+    "SessionPhase",
+    "SessionState",
+    "clone",
+    "keys",
+]
+
+
+class CodePhase(enum.Enum):
+    NONE = "none"
+    SENT = "sent"
+    VERIFIED = "verified"
+    DEAD = "dead"
+
+
+class GuardPhase(enum.Enum):
+    OPEN = "open"
+    LOCKED = "locked"
+
+
+class LoginPhase(enum.Enum):
+    ISSUED = "issued"
+    CONSUMED = "consumed"
+    EXPIRED = "expired"
+
+
+class SessionPhase(enum.Enum):
+    ACTIVE = "active"
+    STEP_UP_REQUIRED = "step_up_required"
+    EXPIRED = "expired"
+
+
+@attrs.frozen(slots=True)
+class Factor:
+    """An authentication factor carried by an IST or a session."""
+
+    type: str
+    delivery_method: str
+    last_authenticated_at: float
+    phone_number: str = ""
+
+
+@attrs.define(slots=True)
+class MemberState:
+    """The member overlay: ``None`` means "not written by the flow", so the directory's value applies."""
+
+    phone: str | None = None
+    phone_verified: bool | None = None
+    pending_phone: str = ""
+    enrolled: bool | None = None
+    default_mfa_method: str | None = None
+
+
+@attrs.define(slots=True)
+class GuardState:
+    """The member's failure counter and lock (spec §6.6)."""
+
+    state: GuardPhase = GuardPhase.OPEN
+    failures: int = 0
+    locked_until: float = 0.0
+
+
+@attrs.define(slots=True)
+class CodeState:
+    """The member's single challenge: at most one live code (spec §6.5)."""
+
+    state: CodePhase = CodePhase.NONE
+    code_id: str = ""
+    digest: bytes = attrs.field(default=b"", repr=False)
+    bound_to: str = ""  # digest of the token the code was issued for; "" = any valid token of the member
+    purpose: str = ""
+    phone: str = ""
+    sent_at: float = 0.0
+    expires_at: float = 0.0
+    attempts: int = 0
+
+
+@attrs.define(slots=True)
+class LoginState:
+    """An intermediate session: a bag of factors that becomes a session once MFA is done."""
+
+    organization_id: str
+    member_id: str
+    expires_at: float
+    factors: tuple[Factor, ...]
+    state: LoginPhase = LoginPhase.ISSUED
+
+
+@attrs.define(slots=True)
+class SessionState:
+    session_id: str
+    organization_id: str
+    member_id: str
+    started_at: float
+    last_accessed_at: float
+    expires_at: float
+    factors: tuple[Factor, ...]
+    state: SessionPhase = SessionPhase.ACTIVE
+
+
+@attrs.define(slots=True)
+class SendWindow:
+    """Times of admitted sends within the sliding window, oldest first."""
+
+    times: tuple[float, ...] = ()
+
+
+@attrs.frozen(slots=True)
+class PhoneLink:
+    """The organization's phone-link index: which member a number is linked to."""
+
+    member_id: str
+
+
+R = TypeVar("R")
+
+
+def clone(record: R) -> R:
+    """A copy to trigger on, so a record read from the store is never changed in place."""
+    return copy.copy(record)
+
+
+def _part(value: str) -> str:
+    return quote(value, safe="") if (":" in value or "%" in value) else value
+
+
+class keys:  # noqa: N801 - a namespace of key builders, read as keys.member(...)
+    """Store keys. Ids containing ``:`` are escaped so two subjects never share a key."""
+
+    @staticmethod
+    def member(org: str, member: str) -> str:
+        return f"member:{_part(org)}:{_part(member)}"
+
+    @staticmethod
+    def guard(org: str, member: str) -> str:
+        return f"guard:{_part(org)}:{_part(member)}"
+
+    @staticmethod
+    def code(org: str, member: str) -> str:
+        return f"code:{_part(org)}:{_part(member)}"
+
+    @staticmethod
+    def login(token_digest: str) -> str:
+        return f"ist:{token_digest}"
+
+    @staticmethod
+    def session(token_digest: str) -> str:
+        return f"session:{token_digest}"
+
+    @staticmethod
+    def link(org: str, e164: str) -> str:
+        return f"link:{_part(org)}:{e164}"
+
+    @staticmethod
+    def window_member(org: str, member: str) -> str:
+        return f"window:member:{_part(org)}:{_part(member)}"
+
+    @staticmethod
+    def window_phone(e164: str) -> str:
+        return f"window:phone:{e164}"
+
+    @staticmethod
+    def window_region(region: str) -> str:
+        return f"window:region:{region}"
+
+    WINDOW_GLOBAL = "window:global"

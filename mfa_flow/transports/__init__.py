@@ -1,0 +1,136 @@
+"""Transports: how a code reaches a phone (spec §6.11).
+
+``transport=`` takes an **SMS gateway** (``deliver(message)``), which the flow wraps in the built-in
+:class:`LocalCodeProvider`, or a **code provider** that generates, delivers and verifies codes itself.
+A gateway returns when the message was delivered, raises :class:`DeliveryRejected` when it surely was
+not sent, and :class:`DeliveryUnknown` when it may have been.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Protocol, TextIO, runtime_checkable
+
+import attrs
+
+from mfa_flow.crypto import Keyring, generate_code
+from mfa_flow.phone import mask_phone
+
+__all__ = [
+    "CodeProvider",
+    "ConsoleGateway",
+    "DeliveryRejected",
+    "DeliveryUnknown",
+    "LocalCodeProvider",
+    "PreparedCode",
+    "SmsGateway",
+    "SmsMessage",
+]
+
+
+class DeliveryRejected(Exception):
+    """The gateway surely did not send the message: the new code is discarded, a new link rolled back."""
+
+
+class DeliveryUnknown(Exception):
+    """The message may have been sent: the new code stays live and nothing is retried."""
+
+
+def _hidden(_: object) -> str:
+    return "'******'"
+
+
+@attrs.frozen(slots=True)
+class SmsMessage:
+    """One SMS. The code is in clear only here, on its way to the gateway; ``repr`` hides it."""
+
+    to: str = attrs.field(repr=mask_phone)
+    code: str = attrs.field(repr=_hidden)
+    locale: str | None
+    member_id: str
+    organization_id: str
+
+    @property
+    def body(self) -> str:
+        return f"Your verification code is {self.code}. It expires in 2 minutes."
+
+
+@runtime_checkable
+class SmsGateway(Protocol):
+    def deliver(self, message: SmsMessage) -> None:
+        """Send it; raise DeliveryRejected or DeliveryUnknown when that failed."""
+        ...
+
+
+@attrs.frozen(slots=True)
+class PreparedCode:
+    """A code about to be delivered: the store keeps ``digest``; ``message`` goes to the gateway."""
+
+    code_id: str
+    digest: bytes = attrs.field(repr=False)
+    message: SmsMessage
+
+
+@runtime_checkable
+class CodeProvider(Protocol):
+    def prepare(self, *, code_id: str, to: str, locale: str | None, organization_id: str,
+                member_id: str) -> PreparedCode:
+        """Generate a code (no I/O); the flow commits the digest before delivery."""
+        ...
+
+    def deliver(self, prepared: PreparedCode) -> None:
+        """Deliver it; raise DeliveryRejected or DeliveryUnknown when that failed."""
+        ...
+
+    def verify(self, code_id: str, code: str, digest: bytes) -> bool:
+        """Whether ``code`` is the one whose digest the store kept (constant time)."""
+        ...
+
+
+class LocalCodeProvider:
+    """Codes generated here, kept only as HMACs in the store, delivered through an SMS gateway.
+
+    It keeps no state of its own, so any process sharing the store and the key verifies a code.
+    """
+
+    __slots__ = ("gateway", "keyring")
+
+    def __init__(self, gateway: SmsGateway, keyring: Keyring) -> None:
+        self.gateway = gateway
+        self.keyring = keyring
+
+    def __repr__(self) -> str:
+        return f"LocalCodeProvider({self.gateway!r})"
+
+    def prepare(self, *, code_id: str, to: str, locale: str | None, organization_id: str,
+                member_id: str) -> PreparedCode:
+        code = generate_code()
+        return PreparedCode(
+            code_id, self.keyring.sign(code_id, code), SmsMessage(to, code, locale, member_id, organization_id)
+        )
+
+    def deliver(self, prepared: PreparedCode) -> None:
+        self.gateway.deliver(prepared.message)
+
+    def verify(self, code_id: str, code: str, digest: bytes) -> bool:
+        return self.keyring.verify(code_id, code, digest)
+
+
+class ConsoleGateway:
+    """Development only: writes each SMS to stderr under a banner. Never use it in production."""
+
+    BANNER = "mfa_flow ConsoleGateway: DEVELOPMENT ONLY, no SMS is sent; do not use in production"
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return "ConsoleGateway()"
+
+    def deliver(self, message: SmsMessage) -> None:
+        stream = self._stream if self._stream is not None else sys.stderr
+        with self._lock:
+            stream.write(f"[{self.BANNER}]\n  SMS to {message.to}: {message.body}\n")
+            stream.flush()
