@@ -10,8 +10,6 @@ import uuid
 from collections.abc import Iterable
 from typing import Final
 
-import attrs
-
 from mfa_flow import machine
 from mfa_flow.errors import PolicyRefusal, RateLimited, RequestError, TokenError
 from mfa_flow.phone import mask_phone
@@ -30,6 +28,7 @@ from mfa_flow.state import (
     SessionPhase,
     SessionState,
     clone,
+    replace,
 )
 
 __all__ = [
@@ -91,7 +90,7 @@ def merged_member(base: Member, overlay: MemberState, guard: GuardState, now: fl
     locked = guard.state is GuardPhase.LOCKED and now < guard.locked_until
     if overlay is EMPTY_OVERLAY and not locked and not base.is_locked and base.lock_expires_at is None:
         return base
-    return attrs.evolve(
+    return replace(
         base,
         mfa_phone_number=base.mfa_phone_number if overlay.phone is None else overlay.phone,
         mfa_phone_number_verified=(

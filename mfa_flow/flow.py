@@ -213,8 +213,9 @@ class MfaFlow:
             if session_token is not None:
                 _text(session_token, "session_token")
             loc = core.check_locale(locale)
+            ist = new_token()  # minted once per call, so a re-run and the hooks' verdict see the same binding
             return self._run(lambda tx, verdict: self._decide_primary(
-                tx, verdict, now, org, base, method, session_token, loc), PrimaryAuthResult)
+                tx, verdict, now, org, base, method, session_token, loc, ist), PrimaryAuthResult)
 
         return self._guarded("otp.refused", now, organization_id, member_id, call)
 
@@ -619,7 +620,7 @@ class MfaFlow:
     # --- primary authentication -------------------------------------------------------------------
 
     def _decide_primary(self, tx: Transaction, verdict: object, now: float, org: Organization, base: Member,
-                        method: str, session_token: str | None, locale: str | None) -> _Outcome:
+                        method: str, session_token: str | None, locale: str | None, ist: str) -> _Outcome:
         policy = self.policy
         token = None if session_token is None else ("session", session_token)
         sub, got = self._subject(tx, org, base, now, self._token_key(token))
@@ -646,7 +647,6 @@ class MfaFlow:
                 session_token=token_value, member_session=core.member_session(new, org))
             return out
 
-        ist = new_token()
         ist_digest = token_digest(ist)
         login = LoginState(oid, mid, now + policy.ist_ttl, (primary,))
         out.writes[keys.login(ist_digest)] = Write(login, login.expires_at)
@@ -667,6 +667,14 @@ class MfaFlow:
 
         out.finish = finish
         return out
+
+    @staticmethod
+    def _consume(out: _Outcome, record: LoginState, digest: str) -> None:
+        """The IST is single-use: consumed in the same commit that issues the session."""
+        login = clone(record)
+        if not machine.fire(machine.LOGIN, "consume", login):
+            raise TokenError("intermediate_session_not_found", "intermediate_session_token: already used")
+        out.writes[keys.login(digest)] = Write(None)
 
     def _new_session(self, out: _Outcome, sub: _Subject, factors: tuple[Factor, ...], now: float,
                      minutes: int) -> tuple[str, SessionState]:
@@ -701,7 +709,7 @@ class MfaFlow:
         )
         out = _Outcome()
         code = clone(code)
-        if not matched:
+        if not machine.fire(machine.CODE, "verify", code, matched=matched):
             guard = clone(sub.guard)
             machine.fire(machine.CODE, "reject", code, max_attempts=policy.max_attempts_per_code)
             machine.fire(machine.GUARD, "fail", guard, now=now, threshold=policy.lockout_threshold,
@@ -731,15 +739,16 @@ class MfaFlow:
             overlay.phone, overlay.pending_phone = phone, ""
             out.writes[link_key] = Write(PhoneLink(mid))
             out.events.append(_event("phone.linked", now, oid, mid, phone, verified=True))
-        machine.fire(machine.CODE, "verify", code, matched=True)
         out.writes[sub.k_code] = Write(None)
-        if _same_phone(overlay.phone if overlay.phone is not None else base.mfa_phone_number, phone):
+        # Only what differs from the merged view is written, so a routine login writes no overlay.
+        if not (member.mfa_phone_number_verified and overlay.phone is None) and _same_phone(
+                overlay.phone if overlay.phone is not None else base.mfa_phone_number, phone):
             overlay.phone, overlay.phone_verified = phone, True
-        if org.mfa_policy == "REQUIRED_FOR_ALL":
-            overlay.enrolled = True
-        elif enrollment is not None:
-            overlay.enrolled = enrollment == "enroll"
-        if set_default:
+        enrolled = True if org.mfa_policy == "REQUIRED_FOR_ALL" else (
+            None if enrollment is None else enrollment == "enroll")
+        if enrolled is not None and enrolled != member.mfa_enrolled:
+            overlay.enrolled = enrolled
+        if set_default and member.default_mfa_method != "sms_otp":
             overlay.default_mfa_method = "sms_otp"
         guard = sub.guard
         if guard.failures:
@@ -753,9 +762,7 @@ class MfaFlow:
         factor = Factor(*core.SMS_FACTOR, now, phone)
         session_token = ""
         if isinstance(record, LoginState):
-            login = clone(record)
-            machine.fire(machine.LOGIN, "consume", login)
-            out.writes[keys.login(digest)] = Write(None)
+            self._consume(out, record, digest)
             session_token, session = self._new_session(
                 out, sub, (*record.factors, factor), now,
                 minutes if minutes is not None else policy.default_session_minutes)
@@ -839,9 +846,7 @@ class MfaFlow:
         factor = Factor(*core.RECORDED_FACTORS[factor_type], now)
         out = _Outcome()
         if isinstance(record, LoginState):
-            login = clone(record)
-            machine.fire(machine.LOGIN, "consume", login)
-            out.writes[keys.login(digest)] = Write(None)
+            self._consume(out, record, digest)
             session_token, session = self._new_session(out, sub, (*record.factors, factor), now,
                                                        self.policy.default_session_minutes)
         else:

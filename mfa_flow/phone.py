@@ -88,15 +88,16 @@ def check_destination(
     """
     number = phone.number
     is_test = phone.e164 in test_numbers
-    if not is_test and not phonenumbers.is_valid_number(number):
+    # The region is looked up once: phonenumbers' own is_valid_number and number_type each repeat it.
+    region: str | None = phonenumbers.region_code_for_number(number)
+    if not is_test and (region is None or not phonenumbers.is_valid_number_for_region(number, region)):
         raise InvalidPhoneNumber("invalid_phone_number", "phone number: not a valid number")
     if number.extension:
         raise InvalidPhoneNumber("invalid_phone_number", "phone number: extensions are not accepted")
     if is_test:
-        return phonenumbers.region_code_for_number(number)
+        return region
     if phonenumbers.number_type(number) in blocked_number_types:
         raise InvalidPhoneNumber("invalid_phone_number", "phone number: this type of number is refused")
-    region: str | None = phonenumbers.region_code_for_number(number)
     if region not in allowed_regions:
         raise InvalidPhoneNumber(
             "invalid_phone_number_country_code", f"phone number: region {region} is not allowed"

@@ -9,7 +9,6 @@ Nothing here holds a code or a token in clear: codes as HMACs, tokens as the SHA
 
 from __future__ import annotations
 
-import copy
 import enum
 from typing import TypeVar
 from urllib.parse import quote
@@ -31,6 +30,7 @@ __all__ = [
     "SessionState",
     "clone",
     "keys",
+    "replace",
 ]
 
 
@@ -143,9 +143,31 @@ class PhoneLink:
 R = TypeVar("R")
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def clone(record: R) -> R:
-    """A copy to trigger on, so a record read from the store is never changed in place."""
-    return copy.copy(record)
+    """A shallow copy to trigger on, so a record read from the store is never changed in place.
+
+    Also used on frozen records to build a changed copy (``replace``); it skips attrs' validators,
+    which the record already passed, because this sits on every call's hot path.
+    """
+    cls = type(record)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(a.name for a in attrs.fields(cls))  # type: ignore[arg-type]
+    new = object.__new__(cls)
+    for name in names:
+        object.__setattr__(new, name, getattr(record, name))
+    return new
+
+
+def replace(record: R, **changes: object) -> R:
+    """A copy of a (possibly frozen) record with ``changes``; the values must already be valid."""
+    new = clone(record)
+    for name, value in changes.items():
+        object.__setattr__(new, name, value)
+    return new
 
 
 def _part(value: str) -> str:
