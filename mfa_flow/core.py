@@ -6,7 +6,7 @@ and commit what they return. Nothing here reads a clock, a store or the network.
 
 from __future__ import annotations
 
-import uuid
+import hashlib
 from collections.abc import Iterable
 from typing import Final
 
@@ -77,7 +77,6 @@ UNIFORM_REFUSALS: Final = frozenset({
     "member_session_member_id_mismatch", "invalid_intermediate_session_token_for_organization",
 })
 
-_PHONE_ID_NAMESPACE = uuid.UUID("6f1d7c3e-7a52-4c1e-9a53-2f1b8d0c5e11")
 EMPTY_OVERLAY: Final = MemberState()
 OPEN_GUARD: Final = GuardState()
 NO_CODE: Final = CodeState()
@@ -247,8 +246,9 @@ def check_locale(locale: object) -> str | None:
 # --- results ----------------------------------------------------------------------------------------
 
 def phone_id(organization_id: str, member_id: str, e164: str) -> str:
-    """A stable id for a member's phone, as Stytch's ``phone_id``."""
-    return f"phone-number-{uuid.uuid5(_PHONE_ID_NAMESPACE, f'{organization_id}|{member_id}|{e164}')}"
+    """A stable id for a member's phone, shaped like Stytch's ``phone_id`` (a UUID from a SHA-256)."""
+    h = hashlib.sha256(f"mfa_flow/phone\x00{organization_id}\x00{member_id}\x00{e164}".encode()).hexdigest()
+    return f"phone-number-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
 def member_session(session: SessionState, org: Organization) -> MemberSession:

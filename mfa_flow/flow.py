@@ -51,6 +51,7 @@ from mfa_flow.state import (
     SessionState,
     clone,
     keys,
+    replace,
 )
 from mfa_flow.stores import MemoryStore, Store, Transaction, Write
 from mfa_flow.stores._base import Entry
@@ -728,37 +729,37 @@ class MfaFlow:
             self._member_changed(out, sub, sub.overlay, guard, now)
             return out
 
-        overlay = clone(sub.overlay)
         phone = code.phone
+        changes: dict[str, object] = {}  # only what differs from the merged view: a routine login writes none
+        overlay = sub.overlay
         if not overlay.phone and overlay.pending_phone == phone and policy.link_phone_on == "verify" \
                 and not member.mfa_phone_number:
             holder, link_key = self._phone_holder(tx, sub, phone)
             if holder is not None:
                 raise PolicyRefusal("duplicate_member_phone_number",
                                     "mfa_phone_number: linked to another member of the organization")
-            overlay.phone, overlay.pending_phone = phone, ""
+            changes.update(phone=phone, pending_phone="", phone_verified=True)
             out.writes[link_key] = Write(PhoneLink(mid))
             out.events.append(_event("phone.linked", now, oid, mid, phone, verified=True))
+        elif not member.mfa_phone_number_verified and _same_phone(member.mfa_phone_number, phone):
+            changes.update(phone=phone, phone_verified=True)
         out.writes[sub.k_code] = Write(None)
-        # Only what differs from the merged view is written, so a routine login writes no overlay.
-        if not (member.mfa_phone_number_verified and overlay.phone is None) and _same_phone(
-                overlay.phone if overlay.phone is not None else base.mfa_phone_number, phone):
-            overlay.phone, overlay.phone_verified = phone, True
         enrolled = True if org.mfa_policy == "REQUIRED_FOR_ALL" else (
             None if enrollment is None else enrollment == "enroll")
         if enrolled is not None and enrolled != member.mfa_enrolled:
-            overlay.enrolled = enrolled
+            changes["enrolled"] = enrolled
         if set_default and member.default_mfa_method != "sms_otp":
-            overlay.default_mfa_method = "sms_otp"
+            changes["default_mfa_method"] = "sms_otp"
         guard = sub.guard
         if guard.failures:
             guard = clone(guard)
             machine.fire(machine.GUARD, "succeed", guard)
             out.writes[sub.k_guard] = Write(guard)
-        if overlay != sub.overlay:
+        if changes:
+            overlay = replace(overlay, **changes)
             out.writes[sub.k_member] = Write(overlay)
         out.events.append(_event("otp.verified", now, oid, mid, phone, purpose=code.purpose))
-        self._member_changed(out, sub, overlay, guard, now)
+        after = self._member_changed(out, sub, overlay, guard, now)
         factor = Factor(*core.SMS_FACTOR, now, phone)
         session_token = ""
         if isinstance(record, LoginState):
@@ -770,7 +771,6 @@ class MfaFlow:
             assert isinstance(record, SessionState)
             session_token = token[1]
             session = self._grow_session(out, record, digest, factor, now, minutes)
-        after = core.merged_member(base, overlay, guard, now)
         out.finish = lambda _: AuthenticateResult(member_id=mid, member=after, organization=org,
                                                   session_token=session_token,
                                                   member_session=core.member_session(session, org))
@@ -886,6 +886,8 @@ class MfaFlow:
     def _member_changed(self, out: _Outcome, sub: _Subject, overlay: MemberState, guard: GuardState,
                         now: float) -> Member:
         """Emit member.updated when the merged view changes; return the view after the change."""
+        if overlay is sub.overlay and guard is sub.guard:
+            return sub.member
         after = core.merged_member(sub.base, overlay, guard, now)
         if after != sub.member:
             out.events.append(_event("member.updated", now, sub.org.organization_id, sub.base.member_id,
