@@ -12,7 +12,7 @@ from typing import Final
 
 from mfa_flow import machine
 from mfa_flow.errors import PolicyRefusal, RateLimited, RequestError, TokenError
-from mfa_flow.phone import mask_phone
+from mfa_flow.phone import canonical_phone, mask_phone
 from mfa_flow.policy import Policy
 from mfa_flow.records import Member, Organization, to_datetime
 from mfa_flow.results import AuthenticationFactor, MemberOptions, MemberSession, MfaRequired
@@ -87,11 +87,13 @@ NO_CODE: Final = CodeState()
 def merged_member(base: Member, overlay: MemberState, guard: GuardState, now: float) -> Member:
     """The directory's record overlaid with what the flow wrote, and the lock state."""
     locked = guard.state is GuardPhase.LOCKED and now < guard.locked_until
-    if overlay is EMPTY_OVERLAY and not locked and not base.is_locked and base.lock_expires_at is None:
+    phone = canonical_phone(base.mfa_phone_number) if overlay.phone is None else overlay.phone
+    if (overlay is EMPTY_OVERLAY and not locked and not base.is_locked and base.lock_expires_at is None
+            and phone == base.mfa_phone_number):
         return base
     return replace(
         base,
-        mfa_phone_number=base.mfa_phone_number if overlay.phone is None else overlay.phone,
+        mfa_phone_number=phone,
         mfa_phone_number_verified=(
             base.mfa_phone_number_verified if overlay.phone_verified is None else overlay.phone_verified
         ),

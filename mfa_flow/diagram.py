@@ -31,5 +31,7 @@ def diagram(format: str = "mermaid", *, machine: str | None = None) -> str:  # n
         states, initial, table = TABLES[name]
         build(states, initial, table, GraphMachine, model=model, graph_engine="mermaid", show_conditions=True,
               title=f"mfa_flow {name}")
-        parts.append(model.get_graph().draw(None).rstrip())  # type: ignore[attr-defined]
+        text = model.get_graph().draw(None).rstrip()  # type: ignore[attr-defined]
+        # transitions writes the title as a bare front-matter line; mermaid reads only a `title:` key.
+        parts.append(text.replace(f"---\nmfa_flow {name}\n---", f"---\ntitle: mfa_flow {name}\n---", 1))
     return "\n\n".join(parts) + "\n"

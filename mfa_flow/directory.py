@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Protocol, runtime_checkable
 
-from mfa_flow.errors import MfaError, NotFoundError, PolicyRefusal
-from mfa_flow.phone import parse_phone
+from mfa_flow.errors import NotFoundError, PolicyRefusal
+from mfa_flow.phone import canonical_phone
 from mfa_flow.records import Member, Organization
 
 __all__ = ["Directory", "MemoryDirectory"]
@@ -27,15 +27,6 @@ class Directory(Protocol):
     def put_organization(self, org: Organization) -> None: ...
 
     def put_member(self, member: Member) -> None: ...
-
-
-def _canonical_phone(raw: str) -> str:
-    if not raw:
-        return ""
-    try:
-        return parse_phone(raw, "Member.mfa_phone_number").e164
-    except MfaError:
-        return raw
 
 
 class MemoryDirectory:
@@ -85,7 +76,7 @@ class MemoryDirectory:
 
     def put_member(self, member: Member) -> None:
         oid, mid = member.organization_id, member.member_id
-        phone = _canonical_phone(member.mfa_phone_number)
+        phone = canonical_phone(member.mfa_phone_number)
         with self._lock:
             if oid not in self._orgs:
                 raise NotFoundError("organization_not_found", f"Member.organization_id: no organization {oid!r}")
@@ -98,7 +89,7 @@ class MemoryDirectory:
             old = self._members.get((oid, mid))
             if old is not None:
                 self._member_refs.pop((oid, old.external_id), None)
-                self._phones.pop((oid, _canonical_phone(old.mfa_phone_number)), None)
+                self._phones.pop((oid, canonical_phone(old.mfa_phone_number)), None)
             self._members[(oid, mid)] = member
             if member.external_id:
                 self._member_refs[(oid, member.external_id)] = mid

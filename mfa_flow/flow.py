@@ -33,7 +33,7 @@ from mfa_flow.errors import (
     TokenError,
 )
 from mfa_flow.events import Event, EventSink, SendContext, emit
-from mfa_flow.phone import Phone, check_destination, mask_phone, parse_phone
+from mfa_flow.phone import Phone, canonical_phone, check_destination, mask_phone, parse_phone
 from mfa_flow.policy import SESSION_MINUTES_RANGE, Policy
 from mfa_flow.records import Member, Organization
 from mfa_flow.results import AuthenticateResult, PrimaryAuthResult, SendResult, SessionCheck
@@ -863,7 +863,7 @@ class MfaFlow:
         sub, _ = self._subject(tx, org, base, now, ())
         out = _Outcome()
         oid, mid = org.organization_id, base.member_id
-        old = _canonical(sub.member.mfa_phone_number) if sub.member.mfa_phone_number else ""
+        old = sub.member.mfa_phone_number
         overlay = clone(sub.overlay)
         overlay.phone, overlay.phone_verified, overlay.pending_phone = "", False, ""
         if overlay != sub.overlay:
@@ -916,16 +916,9 @@ def _bind_mode(decide: Callable[[Transaction, object], _Outcome], mode: object, 
     return decide(tx, mode)
 
 
-def _canonical(raw: str) -> str:
-    try:
-        return parse_phone(raw, "member.mfa_phone_number").e164
-    except MfaError:
-        return raw
-
-
 def _same_phone(raw: str, e164: str) -> bool:
     """Whether a stored number (E.164, or as the directory wrote it) is ``e164``."""
-    return bool(raw) and (raw == e164 or _canonical(raw) == e164)
+    return bool(raw) and canonical_phone(raw) == e164
 
 
 @contextmanager

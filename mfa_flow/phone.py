@@ -7,6 +7,8 @@ The two halves follow the order of checks (spec §5): :func:`parse_phone` is the
 
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
 from collections.abc import Collection
 
@@ -19,6 +21,7 @@ __all__ = [
     "MAX_PHONE_LENGTH",
     "NUMBER_TYPE_NAMES",
     "Phone",
+    "canonical_phone",
     "check_destination",
     "mask_phone",
     "normalise_phone_text",
@@ -107,6 +110,25 @@ def check_destination(
             "invalid_phone_number_country_code", f"phone number: region {region} is not supported"
         )
     return region
+
+
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical_slow(raw: str) -> str:
+    try:
+        return parse_phone(raw, "member.mfa_phone_number").e164
+    except InvalidPhoneNumber:
+        return raw
+
+
+def canonical_phone(raw: str) -> str:
+    """A stored number (as a directory wrote it) in normalised E.164, the only form compared (§6.1);
+    text that does not parse is kept as it is, to be refused if it is ever used as a destination."""
+    if not raw or _E164.fullmatch(raw):
+        return raw
+    return _canonical_slow(raw)
 
 
 def mask_phone(e164: str) -> str:

@@ -1,0 +1,372 @@
+"""The ``mfa-flow`` command: a scripted demo login, the state diagrams, the version.
+
+    mfa-flow demo [--interactive]     a complete login with SMS MFA and an inactivity step-up
+    mfa-flow diagram [--machine NAME] the state machines as mermaid text
+    mfa-flow --version
+
+The demo runs on the embedded defaults with a fake clock (so 31 minutes of inactivity pass at once) and
+the console gateway, which prints each SMS to stderr under its development banner: that banner *is* the
+SMS channel here. Nothing the demo prints on stdout holds a code or a token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TextIO
+
+from mfa_flow._version import __version__
+from mfa_flow.errors import MfaError
+from mfa_flow.events import Event
+from mfa_flow.flow import MfaFlow
+from mfa_flow.machine import TABLES
+from mfa_flow.phone import mask_phone
+from mfa_flow.records import Member, Organization
+from mfa_flow.results import AuthenticateResult, MemberSession
+from mfa_flow.testing import FakeClock
+from mfa_flow.transports import ConsoleGateway, SmsMessage
+
+__all__ = ["main"]
+
+PROG = "mfa-flow"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+DEMO_ORG = "organization-demo-1"
+DEMO_SLUG = "acme-demo"
+DEMO_MEMBER = "member-demo-1"
+DEMO_EMAIL = "ada@example.com"
+DEMO_PHONE = "+14155550123"  # +1 415 555 0123: a fictional US number
+INACTIVITY_MINUTES = 31
+
+
+class DemoGateway:
+    """Demo only: forwards every SMS to the ConsoleGateway and remembers the last one.
+
+    The scripted demo reads the code of the last message to "type" it, as a user would after reading the
+    console gateway's output; an application never reads codes back from its gateway.
+    """
+
+    def __init__(self, console: ConsoleGateway | None = None) -> None:
+        self._console = console if console is not None else ConsoleGateway()
+        self.last: SmsMessage | None = None
+
+    def __repr__(self) -> str:
+        return f"DemoGateway({self._console!r})"
+
+    def deliver(self, message: SmsMessage) -> None:
+        self._console.deliver(message)
+        self.last = message
+
+
+class _DemoFailed(Exception):
+    """The library did not do what the demo script expects; the demo stops with status 1."""
+
+
+class _NoInput(Exception):
+    """Standard input ended while the interactive demo waited for a code."""
+
+
+def _at(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Demo:
+    """One run of the demo: numbered steps on ``out``, events and state transitions as they happen."""
+
+    def __init__(self, out: TextIO, *, interactive: bool) -> None:
+        self.out = out
+        self.interactive = interactive
+        self.step_no = 0
+        self.clock = FakeClock()
+        self.gateway = DemoGateway()
+        self.phases = {"code": "none", "guard": "open", "login": "none", "session": "none"}
+        self.flow = MfaFlow(clock=self.clock, transport=self.gateway, events=[self.on_event])
+
+    # --- output ----------------------------------------------------------------------------------------
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()  # before the console gateway writes to stderr, so the two streams interleave sanely
+
+    def step(self, title: str) -> None:
+        self.step_no += 1
+        self.say()
+        self.say(f"[{self.step_no}] {title}  (clock {_at(self.clock.now())})")
+
+    def move(self, machine: str, new: str, note: str = "") -> None:
+        old = self.phases[machine]
+        self.phases[machine] = new
+        self.say(f"      state  {machine}: {old} -> {new}" + (f"  ({note})" if note else ""))
+
+    def on_event(self, event: Event) -> None:
+        """Print each event (masked phone, reason, data except the merged member) and the transition it marks."""
+        parts = [f"    event  {event.name}"]
+        if event.phone:
+            parts.append(f"phone={event.phone}")
+        if event.reason is not None:
+            parts.append(f"reason={event.reason}")
+        parts.extend(f"{key}={value!r}" for key, value in event.data.items() if key != "member")
+        self.say("  ".join(parts))
+        data = event.data
+        if event.name == "otp.sent":
+            self.move("code", "sent", f"purpose {data.get('purpose')}")
+        elif event.name == "otp.failed" and event.reason == "otp_code_not_found":  # a counted wrong code
+            attempts = data.get("attempts")
+            dead = isinstance(attempts, int) and attempts >= self.flow.policy.max_attempts_per_code
+            self.move("code", "dead" if dead else "sent", f"attempt {attempts} counted")
+            self.say(f"      state  guard: {self.phases['guard']}  (failures {data.get('failures')})")
+        elif event.name == "member.locked":
+            self.move("guard", "locked")
+        elif event.name == "otp.verified":
+            self.move("code", "verified")
+        elif event.name == "session.created":
+            if self.phases["login"] == "issued":
+                self.move("login", "consumed", "the IST is spent")
+            self.move("session", "active")
+        elif event.name == "session.step_up_required":
+            self.move("session", "step_up_required")
+        elif event.name == "session.step_up_completed":
+            self.move("session", "active", "same token, SMS factor refreshed")
+
+    def show_refusal(self, error: MfaError) -> None:
+        self.say(f"    refused  {error.error_type} ({error.status_code}): {error.error_message}")
+
+    def show_session(self, session: MemberSession | None) -> None:
+        if session is None:
+            raise _DemoFailed("no member session was returned")
+        self.say(f"    session {session.member_session_id} of {session.member_id} "
+                 f"({session.organization_slug}); token: *** (never printed)")
+        self.say(f"      started {_when(session.started_at)}, last accessed {_when(session.last_accessed_at)}, "
+                 f"expires {_when(session.expires_at)}")
+        self.say("      factors:")
+        for factor in session.authentication_factors:
+            line = f"        - {factor.type} / {factor.delivery_method}, at {_when(factor.last_authenticated_at)}"
+            if factor.phone_number_factor is not None:
+                line += f", phone {mask_phone(factor.phone_number_factor.get('phone_number', ''))}"
+            self.say(line)
+
+    # --- codes -----------------------------------------------------------------------------------------
+
+    def sms_code(self) -> str:
+        message = self.gateway.last
+        if message is None:
+            raise _DemoFailed("no SMS went through the console gateway")
+        return message.code
+
+    def ask_code(self) -> str:
+        try:
+            line = input("    enter the 6-digit code from the SMS (shown on stderr): ")
+        except EOFError:
+            raise _NoInput from None
+        isatty = getattr(sys.stdin, "isatty", None)
+        if not (callable(isatty) and isatty()):
+            self.say()  # nothing echoed the typed line: end the prompt's line
+        return line.strip()
+
+    def redeem(self, what: str, redeem: Callable[[str], AuthenticateResult]) -> AuthenticateResult:
+        """Submit codes until one is accepted: typed by the script, or read from stdin with --interactive."""
+        if not self.interactive:
+            self.say("    (typing the code the console gateway printed)")
+            return redeem(self.sms_code())
+        while True:
+            code = self.ask_code()
+            try:
+                return redeem(code)
+            except MfaError as error:
+                self.show_refusal(error)
+                if error.error_type != "otp_code_not_found":
+                    raise
+                self.say(f"    that was not the {what} code; try again")
+
+    # --- the script ------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        flow = self.flow
+        self.say(f"mfa_flow {__version__} demo: SMS MFA login and an inactivity step-up")
+        self.say("Codes are delivered by the ConsoleGateway: it prints each SMS on stderr under its DEVELOPMENT "
+                 "banner.")
+        self.say("The clock is a FakeClock, so inactivity passes instantly. Tokens are never printed.")
+
+        self.step("Create the organization and its member")
+        flow.directory.put_organization(Organization(DEMO_ORG, organization_slug=DEMO_SLUG,
+                                                     organization_name="Acme Demo",
+                                                     mfa_policy="REQUIRED_FOR_ALL"))
+        flow.directory.put_member(Member(DEMO_MEMBER, DEMO_ORG, email_address=DEMO_EMAIL, name="Ada",
+                                         mfa_phone_number=DEMO_PHONE, mfa_phone_number_verified=True))
+        org = flow.get_organization(DEMO_ORG)
+        member = flow.get_member(DEMO_ORG, DEMO_MEMBER)
+        self.say(f"    organization {org.organization_id} (slug {org.organization_slug}), "
+                 f"mfa_policy={org.mfa_policy}")
+        self.say(f"    member {member.member_id} <{member.email_address}>, phone "
+                 f"{mask_phone(member.mfa_phone_number)} verified={member.mfa_phone_number_verified}")
+
+        self.step("Primary authentication by email_magic_link")
+        primary = flow.authenticate_primary(DEMO_ORG, DEMO_MEMBER, "email_magic_link")
+        if not primary.intermediate_session_token or primary.mfa_required is None:
+            raise _DemoFailed("primary authentication did not ask for MFA")
+        self.move("login", "issued", "intermediate session token ***, never printed")
+        options = primary.mfa_required.member_options
+        self.say(f"    member_authenticated={primary.member_authenticated}: MFA is owed "
+                 f"(mfa_policy REQUIRED_FOR_ALL)")
+        self.say(f"    secondary_auth_initiated={primary.mfa_required.secondary_auth_initiated!r}: "
+                 f"an SMS went to {options.mfa_phone_number} automatically")
+        if primary.mfa_required.secondary_auth_initiated != "sms_otp":
+            raise _DemoFailed("the automatic SMS was not sent")
+        ist = primary.intermediate_session_token
+
+        def redeem_login(code: str) -> AuthenticateResult:
+            return flow.authenticate_sms_otp(DEMO_ORG, DEMO_MEMBER, code, intermediate_session_token=ist)
+
+        if self.interactive:
+            self.step("Type the code from the SMS (a wrong one is refused with otp_code_not_found)")
+        else:
+            self.step("A wrong code")
+            right = self.sms_code()
+            wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+            self.say("    (typing 6 digits that are not the code the console gateway printed)")
+            try:
+                redeem_login(wrong)
+            except MfaError as error:
+                if error.error_type != "otp_code_not_found":
+                    raise
+                self.show_refusal(error)
+            else:
+                raise _DemoFailed("a wrong code was accepted")
+            self.step("The right code")
+        result = self.redeem("login", redeem_login)
+        if not result.session_token:
+            raise _DemoFailed("no session token was issued")
+        self.say("    accepted: the IST is exchanged for a session (session token: *** , never printed)")
+        session_token = result.session_token
+
+        self.step("The session")
+        self.show_session(result.member_session)
+        self.say(f"    member mfa_enrolled={result.member.mfa_enrolled} "
+                 f"(a success under REQUIRED_FOR_ALL enrols)")
+
+        self.step(f"{INACTIVITY_MINUTES} minutes of inactivity (fake clock)")
+        before = self.clock.now()
+        after = self.clock.advance(minutes=INACTIVITY_MINUTES)
+        self.say(f"    clock {_at(before)} -> {_at(after)}: {after - before:.0f} s without a request "
+                 f"(inactivity timeout {flow.policy.inactivity_timeout} s)")
+
+        self.step("authenticate_session: is the session still good?")
+        check = flow.authenticate_session(session_token=session_token)
+        self.say(f"    step_up_required={check.step_up_required}, "
+                 f"secondary_auth_initiated={check.secondary_auth_initiated!r}")
+        if not check.step_up_required or check.secondary_auth_initiated != "sms_otp":
+            raise _DemoFailed("the idle session did not ask for an SMS step-up")
+        self.say("    a step-up SMS went to the linked phone, bound to this session")
+
+        self.step("The step-up code")
+
+        def redeem_step_up(code: str) -> AuthenticateResult:
+            return flow.authenticate_sms_otp(DEMO_ORG, DEMO_MEMBER, code, session_token=session_token)
+
+        stepped = self.redeem("step-up", redeem_step_up)
+        if stepped.session_token != session_token:
+            raise _DemoFailed("the step-up did not keep the session token")
+        self.say("    accepted: the same session continues (token unchanged, still never printed)")
+
+        self.step("Step-up completed")
+        self.show_session(stepped.member_session)
+        again = flow.authenticate_session(session_token=session_token)
+        self.say(f"    authenticate_session now: step_up_required={again.step_up_required}")
+        if again.step_up_required:
+            raise _DemoFailed("the session still needs a step-up")
+        self.say()
+        self.say("Done: login with SMS MFA, then an SMS step-up after inactivity.")
+
+
+def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    demo = _Demo(out, interactive=bool(args.interactive))
+    try:
+        demo.run()
+    except _NoInput:
+        err.write(f"{PROG} demo: standard input ended before a code was entered; stopping (exit status 1)\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        err.write(f"{PROG} demo: interrupted\n")
+        return EXIT_FAILED
+    except MfaError as error:
+        err.write(f"{PROG} demo: stopped by {error.error_type} ({error.status_code}): {error.error_message}\n")
+        return EXIT_FAILED
+    except _DemoFailed as failure:
+        err.write(f"{PROG} demo: unexpected behaviour: {failure}\n")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _diagram(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from mfa_flow.diagram import diagram
+
+    try:
+        text = diagram("mermaid", machine=args.machine)
+    except MfaError as error:
+        err.write(f"{PROG} diagram: {error.error_message}\n")
+        return EXIT_USAGE
+    out.write(text)
+    out.flush()
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="SMS one-time-passcode MFA for B2B login flows: a demo and the state diagrams.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="run a complete scripted login with SMS MFA and an inactivity step-up",
+        description="A complete login on the embedded defaults, with a fake clock and the console gateway "
+                    "(each SMS is printed on stderr under a development banner).",
+    )
+    demo.add_argument("--interactive", action="store_true",
+                      help="read each code from standard input instead of typing it automatically")
+    demo.set_defaults(handler=_demo)
+
+    drawing = commands.add_parser(
+        "diagram",
+        help="print the state machines as mermaid stateDiagram-v2 text",
+        description="Print the state machines the flow runs on, as mermaid text (one document per machine).",
+    )
+    drawing.add_argument("--machine", choices=sorted(TABLES), metavar="NAME",
+                         help=f"only this machine: one of {', '.join(sorted(TABLES))} (default: all)")
+    drawing.set_defaults(handler=_diagram)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 1 failure, 2 usage error)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help, --version and usage errors; report the status
+        code = exc.code
+        if code is None:
+            return EXIT_OK
+        return code if isinstance(code, int) else EXIT_USAGE
+    handler: Callable[[argparse.Namespace, TextIO, TextIO], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write(f"{PROG}: error: a command is required (demo, diagram)\n")
+        return EXIT_USAGE
+    try:
+        return handler(args, sys.stdout, sys.stderr)
+    except BrokenPipeError:  # e.g. `mfa-flow diagram | head`: the reader left; nothing more to say
+        try:  # keep the interpreter's final flush of stdout from failing again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return EXIT_FAILED

@@ -1,0 +1,46 @@
+"""The examples in examples/ run and pass as shipped."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(  # noqa: S603 - this interpreter, with arguments fixed by the tests
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_step_up_example_runs_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    runpy.run_path(str(EXAMPLES / "step_up.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "refused: step-up required: a code was sent by SMS" in out
+    assert "refused: otp_code_not_found" in out
+    assert "payout account changed to DE89 **** **** **** 5000" in out
+    assert "session.step_up_completed" in out
+    assert out.rstrip().endswith("no code or token was printed.")
+
+
+def test_step_up_example_runs_as_a_script() -> None:
+    proc = run(str(EXAMPLES / "step_up.py"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "step-up: code accepted" in proc.stdout
+    assert "OK:" in proc.stdout
+
+
+def test_policy_unit_test_example_passes() -> None:
+    proc = run("-m", "pytest", str(EXAMPLES / "policy_unit_test.py"), "-q", "-p", "no:cacheprovider")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " passed" in proc.stdout
+    assert "failed" not in proc.stdout
+    assert "error" not in proc.stdout.lower()
