@@ -1,240 +1,58 @@
-"""The synchronous orchestrator: load → decide (``mfa_flow.core``) → commit → deliver → emit.
-
-Every public call reads the records it needs in a store transaction, runs the checks of spec §5 in order
-on them, and commits every changed record in one compare-and-set. A lost compare-and-set re-runs the
-call from the read, never once a delivery was attempted. Events are emitted after the commit.
-"""
+"""The synchronous orchestrator: load → decide → commit → deliver → emit, over the shared engine."""
 
 from __future__ import annotations
 
-import logging
-import secrets
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Final, TypeVar, cast
+from typing import Any, TypeVar, cast
 
-import attrs
-
-from mfa_flow import core, machine
-from mfa_flow.clock import Clock, SystemClock
-from mfa_flow.crypto import Keyring, is_code_shaped, new_token, token_digest
-from mfa_flow.directory import Directory, MemoryDirectory
-from mfa_flow.errors import (
-    CodeRejected,
-    ConfigurationError,
-    DeliveryFailed,
-    MfaError,
-    NotFoundError,
-    PolicyRefusal,
-    RateLimited,
-    RequestError,
-    StoreFailure,
-    TokenError,
+from mfa_flow._engine import (
+    _PROBE,
+    MAX_RERUNS,
+    FlowEngine,
+    Plan,
+    Step,
+    _Dir,
+    _HookVerdict,
+    _NeedHooks,
+    _Outcome,
+    _store_errors,
 )
-from mfa_flow.events import Event, EventSink, SendContext, emit
-from mfa_flow.phone import Phone, canonical_phone, check_destination, mask_phone, parse_phone
-from mfa_flow.policy import SESSION_MINUTES_RANGE, Policy
+from mfa_flow.errors import MfaError, StoreFailure
+from mfa_flow.events import Event, SendContext, emit
 from mfa_flow.records import Member, Organization
 from mfa_flow.results import AuthenticateResult, PrimaryAuthResult, SendResult, SessionCheck
-from mfa_flow.state import (
-    CodePhase,
-    CodeState,
-    Factor,
-    GuardPhase,
-    GuardState,
-    LoginState,
-    MemberState,
-    PhoneLink,
-    SendWindow,
-    SessionPhase,
-    SessionState,
-    clone,
-    keys,
-    replace,
-)
-from mfa_flow.stores import MemoryStore, Store, Transaction, Write
-from mfa_flow.stores._base import Entry
-from mfa_flow.transports import (
-    CodeProvider,
-    ConsoleGateway,
-    DeliveryRejected,
-    LocalCodeProvider,
-    PreparedCode,
-    SmsGateway,
-)
+from mfa_flow.stores import Transaction
+from mfa_flow.transports import DeliveryRejected
 
 __all__ = ["MfaFlow"]
 
-logger = logging.getLogger("mfa_flow")
-
-MAX_RERUNS: Final = 5
-_PROBE: Final = object()  # first pass when before_send hooks exist: decide up to the hooks, commit nothing
-
-Hook = Callable[[SendContext], None]
 T = TypeVar("T")
 
 
-@attrs.define(slots=True)
-class _HookVerdict:
-    """The before_send hooks' answer for one destination and purpose."""
-
-    key: tuple[str, str, str]
-    error: MfaError | None
-
-
-@attrs.define(slots=True)
-class _NeedHooks(Exception):  # control flow: never escapes the flow
-    context: SendContext
-    key: tuple[str, str, str]
-
-
-@attrs.define(slots=True)
-class _Delivery:
-    """An admitted send, committed and about to be delivered, with what a rejection must undo."""
-
-    prepared: PreparedCode
-    subject: _Subject
-    purpose: str
-    automatic: bool
-    undo_overlay: MemberState | None  # the overlay to restore if the link made by this send is rolled back
-    link_key: str | None
-
-
-@attrs.define(slots=True)
-class _Outcome:
-    writes: dict[str, Write] = attrs.field(factory=dict)
-    events: list[Event] = attrs.field(factory=list)
-    error: MfaError | None = None
-    delivery: _Delivery | None = None
-    finish: Callable[[bool], Any] | None = None  # builds the result once the delivery outcome is known
-
-
-@attrs.define(slots=True)
-class _Subject:
-    """A member as one transaction read it."""
-
-    org: Organization
-    base: Member
-    overlay: MemberState
-    guard: GuardState
-    code: CodeState
-    member: Member
-    k_member: str
-    k_guard: str
-    k_code: str
-
-
-def _text(value: object, field: str) -> str:
-    if not isinstance(value, str):
-        raise RequestError("bad_request", f"{field}: must be a string")
-    return value
-
-
-def _one_token(ist: object, session_token: object, session_jwt: object, *, required: bool) -> tuple[str, str] | None:
-    given = [(k, v) for k, v in (("ist", ist), ("session", session_token), ("jwt", session_jwt)) if v is not None]
-    if len(given) > 1:
-        raise RequestError("too_many_session_arguments", "pass at most one of intermediate_session_token, "
-                           "session_token, session_jwt")
-    if not given:
-        if required:
-            raise RequestError("no_session_arguments", "pass one of intermediate_session_token, session_token, "
-                               "session_jwt")
-        return None
-    kind, value = given[0]
-    field = {"ist": "intermediate_session_token", "session": "session_token", "jwt": "session_jwt"}[kind]
-    return kind, _text(value, field)
-
-
-def _event(name: str, now: float, org_id: str, member_id: str, phone: str = "", reason: str | None = None,
-           **data: Any) -> Event:
-    return Event(name, now, org_id, member_id, mask_phone(phone), reason, data)
-
-
-class MfaFlow:
+class MfaFlow(FlowEngine):
     """SMS OTP multi-factor authentication with the rules of Stytch's B2B endpoint. Thread-safe.
 
     With no arguments it runs on embedded defaults: an in-memory directory and store, codes generated
     here and printed by the console gateway (development only), the system clock, a random key.
+    Every call reads what it needs, decides, and commits every change in one compare-and-set.
     """
-
-    def __init__(
-        self,
-        *,
-        policy: Policy | None = None,
-        directory: Directory | None = None,
-        store: Store | None = None,
-        transport: SmsGateway | CodeProvider | None = None,
-        clock: Clock | None = None,
-        events: Iterable[EventSink] = (),
-        secret_key: bytes | Sequence[bytes] | None = None,
-        before_send: Iterable[Hook] = (),
-    ) -> None:
-        if policy is not None and not isinstance(policy, Policy):
-            raise ConfigurationError("policy: must be a mfa_flow.Policy")
-        self.policy = policy if policy is not None else Policy()
-        self.directory: Directory = directory if directory is not None else MemoryDirectory()
-        self.store: Store = store if store is not None else MemoryStore()
-        if secret_key is None and getattr(self.store, "durable", True):
-            raise ConfigurationError("secret_key: required with a durable store (codes must verify after a "
-                                     "restart and across processes)")
-        keyring = Keyring(secret_key)
-        if transport is None:
-            logger.warning("mfa_flow: no transport given; codes go to the ConsoleGateway (stderr), "
-                           "which is for development only")
-            transport = ConsoleGateway()
-        self.transport = transport
-        if isinstance(transport, CodeProvider):
-            self._provider: CodeProvider = transport
-        elif callable(getattr(transport, "deliver", None)):
-            self._provider = LocalCodeProvider(transport, keyring)
-        else:
-            raise ConfigurationError("transport: must be an SMS gateway (deliver) or a code provider")
-        self._clock: Clock = clock if clock is not None else SystemClock()
-        self._sinks = tuple(events)
-        self._hooks = tuple(before_send)
-        for name, items in (("events", self._sinks), ("before_send", self._hooks)):
-            if not all(callable(f) for f in items):
-                raise ConfigurationError(f"{name}: every item must be callable")
-
-    def __repr__(self) -> str:
-        return f"MfaFlow(store={self.store!r}, transport={self.transport!r})"
-
-    # --- public calls ---------------------------------------------------------------------------
 
     def authenticate_primary(self, organization_id: str, member_id: str, method: str, *,
                              session_token: str | None = None, locale: str | None = None) -> PrimaryAuthResult:
         """Record a primary authentication the caller did; issue an IST or a session (spec §6.8)."""
-        now = self._clock.now()
-
-        def call() -> PrimaryAuthResult:
-            org, base = self._resolve(organization_id, member_id)
-            if method not in core.PRIMARY_FACTORS:
-                raise RequestError("bad_request", f"method: unknown primary authentication method {method!r}")
-            if session_token is not None:
-                _text(session_token, "session_token")
-            loc = core.check_locale(locale)
-            ist = new_token()  # minted once per call, so a re-run and the hooks' verdict see the same binding
-            return self._run(lambda tx, verdict: self._decide_primary(
-                tx, verdict, now, org, base, method, session_token, loc, ist), PrimaryAuthResult)
-
-        return self._guarded("otp.refused", now, organization_id, member_id, call)
+        return self._call("otp.refused", organization_id, member_id, PrimaryAuthResult, partial(
+            self._plan_primary, organization_id=organization_id, member_id=member_id, method=method,
+            session_token=session_token, locale=locale))
 
     def send_sms_otp(self, organization_id: str, member_id: str, *, mfa_phone_number: str | None = None,
                      locale: str | None = None, intermediate_session_token: str | None = None,
                      session_token: str | None = None, session_jwt: str | None = None) -> SendResult:
         """The send endpoint (spec §5 send, §6.1–§6.7, §6.11)."""
-        now = self._clock.now()
-
-        def call() -> SendResult:
-            token = _one_token(intermediate_session_token, session_token, session_jwt, required=False)
-            given = None if mfa_phone_number is None else parse_phone(mfa_phone_number)
-            loc = core.check_locale(locale)
-            org, base = self._resolve(organization_id, member_id)
-            return self._run(lambda tx, verdict: self._decide_send(
-                tx, verdict, now, org, base, token, given, loc), SendResult)
-
-        return self._guarded("otp.refused", now, organization_id, member_id, call)
+        return self._call("otp.refused", organization_id, member_id, SendResult, partial(
+            self._plan_send, organization_id=organization_id, member_id=member_id,
+            mfa_phone_number=mfa_phone_number, locale=locale, ist=intermediate_session_token,
+            session_token=session_token, session_jwt=session_jwt))
 
     def authenticate_sms_otp(self, organization_id: str, member_id: str, code: str, *,
                              intermediate_session_token: str | None = None, session_token: str | None = None,
@@ -242,693 +60,103 @@ class MfaFlow:
                              set_mfa_enrollment: str | None = None,
                              set_default_mfa: bool | None = None) -> AuthenticateResult:
         """The authenticate endpoint (spec §5 authenticate, §6.5, §6.6, §6.9)."""
-        now = self._clock.now()
-
-        def call() -> AuthenticateResult:
-            token = _one_token(intermediate_session_token, session_token, session_jwt, required=True)
-            assert token is not None
-            minutes = self._session_minutes(session_duration_minutes)
-            if set_mfa_enrollment not in (None, "enroll", "unenroll"):
-                raise RequestError("bad_request", "set_mfa_enrollment: must be 'enroll' or 'unenroll'")
-            if set_default_mfa is not None and not isinstance(set_default_mfa, bool):
-                raise RequestError("bad_request", "set_default_mfa: must be True or False")
-            org, base = self._resolve(organization_id, member_id)
-            return self._run(lambda tx, _: self._decide_authenticate(
-                tx, now, org, base, token, code, minutes, set_mfa_enrollment, set_default_mfa), AuthenticateResult)
-
-        return self._guarded("otp.failed", now, organization_id, member_id, call)
+        return self._call("otp.failed", organization_id, member_id, AuthenticateResult, partial(
+            self._plan_authenticate, organization_id=organization_id, member_id=member_id, code=code,
+            ist=intermediate_session_token, session_token=session_token, session_jwt=session_jwt,
+            session_duration_minutes=session_duration_minutes, set_mfa_enrollment=set_mfa_enrollment,
+            set_default_mfa=set_default_mfa))
 
     def authenticate_session(self, *, session_token: str | None = None,
                              session_jwt: str | None = None) -> SessionCheck:
         """Check a session for inactivity; on one that needs a step-up, send the step-up code (§6.10)."""
-        now = self._clock.now()
-
-        def call() -> SessionCheck:
-            token = _one_token(None, session_token, session_jwt, required=True)
-            assert token is not None
-            if token[0] == "jwt":
-                raise TokenError("unable_to_parse_session_jwt", "session_jwt: no JWTs are issued in local mode")
-            return self._run(lambda tx, verdict: self._decide_session_check(
-                tx, verdict, now, token[1]), SessionCheck)
-
-        return self._guarded("otp.refused", now, "", "", call)
+        return self._call("otp.refused", "", "", SessionCheck, partial(
+            self._plan_session_check, session_token=session_token, session_jwt=session_jwt))
 
     def record_mfa_factor(self, organization_id: str, member_id: str, factor_type: str, *,
                           intermediate_session_token: str | None = None,
                           session_token: str | None = None) -> AuthenticateResult:
         """Report a factor the caller verified itself ("totp", "recovery_code")."""
-        now = self._clock.now()
-
-        def call() -> AuthenticateResult:
-            if factor_type not in core.RECORDED_FACTORS:
-                raise RequestError("bad_request", f"factor_type: must be one of {sorted(core.RECORDED_FACTORS)}")
-            token = _one_token(intermediate_session_token, session_token, None, required=True)
-            assert token is not None
-            org, base = self._resolve(organization_id, member_id)
-            return self._run(lambda tx, _: self._decide_record_factor(
-                tx, now, org, base, token, factor_type), AuthenticateResult)
-
-        return self._guarded("otp.refused", now, organization_id, member_id, call)
+        return self._call("otp.refused", organization_id, member_id, AuthenticateResult, partial(
+            self._plan_record_factor, organization_id=organization_id, member_id=member_id,
+            factor_type=factor_type, ist=intermediate_session_token, session_token=session_token))
 
     def delete_mfa_phone_number(self, organization_id: str, member_id: str) -> Member:
         """Unlink the member's phone: the only way to replace a linked number."""
-        now = self._clock.now()
-
-        def call() -> Member:
-            org, base = self._resolve(organization_id, member_id, require_active=False)
-            return self._run(lambda tx, _: self._decide_delete_phone(
-                tx, now, org, base), Member)
-
-        return self._guarded(None, now, organization_id, member_id, call)
+        return self._call(None, organization_id, member_id, Member, partial(
+            self._plan_delete_phone, organization_id=organization_id, member_id=member_id))
 
     def get_member(self, organization_id: str, member_id: str) -> Member:
         """The merged view: directory record, what the flow wrote, and the lock state."""
-        now = self._clock.now()
-        org, base = self._resolve(organization_id, member_id, require_active=False)
-        with _store_errors(), self.store.transaction() as tx:
-            return self._subject(tx, org, base, now, ())[0].member
+        return self._call(None, organization_id, member_id, Member, partial(
+            self._plan_get_member, organization_id=organization_id, member_id=member_id))
 
     def get_organization(self, organization_id: str) -> Organization:
-        org = self.directory.get_organization(_text(organization_id, "organization_id"))
-        if org is None:
-            raise NotFoundError("organization_not_found", "organization_id: no such organization")
-        return org
+        return self._call(None, organization_id, "", Organization, partial(
+            self._plan_get_organization, organization_id=organization_id))
 
-    # --- the machinery around the decisions -------------------------------------------------------
+    # --- the synchronous driver --------------------------------------------------------------------
 
-    def _guarded(self, refusal_event: str | None, now: float, org_ref: object, member_ref: object,
-                 call: Callable[[], T]) -> T:
-        """Run a public call: refusals emit their event, and uniform_refusals hides the precise reason."""
+    def _call(self, refusal_event: str | None, org_ref: object, member_ref: object, result: type[T],  # noqa: ARG002 - types the answer
+              plan: Callable[..., Plan]) -> T:
+        now = self._clock.now()
         try:
-            return call()
+            decide = plan(now)
+            verdict: object = None
+            for _ in range(MAX_RERUNS):
+                try:
+                    outcome = self._transact(partial(decide, _PROBE if self._hooks and verdict is None
+                                                     else verdict), now)
+                except _NeedHooks as need:
+                    verdict = _HookVerdict(need.key, self._ask_hooks(need.context))
+                    continue
+                return cast("T", self._conclude(outcome, now))
+            raise StoreFailure("internal_server_error", "the send kept changing under the before_send hooks")
         except MfaError as exc:
-            if refusal_event is not None and not exc._reported:  # noqa: SLF001 - the flow's own mark
-                emit(self._sinks, [Event(refusal_event, now, org_ref if isinstance(org_ref, str) else "",
-                                         member_ref if isinstance(member_ref, str) else "", "",
-                                         exc.error_type, {})])
-            if self.policy.uniform_refusals and exc.error_type in core.UNIFORM_REFUSALS:
-                raise RequestError("bad_request", "the request was refused") from None
-            raise
+            raise self._refused(refusal_event, now, org_ref, member_ref, exc) from None
 
-    def _resolve(self, org_ref: object, member_ref: object, *,
-                 require_active: bool = True) -> tuple[Organization, Member]:
-        org_ref = _text(org_ref, "organization_id")
-        member_ref = _text(member_ref, "member_id")
-        org = self.directory.get_organization(org_ref)
-        if org is None:
-            raise NotFoundError("organization_not_found", "organization_id: no such organization")
-        member = self.directory.get_member(org.organization_id, member_ref)
-        if member is None:
-            raise NotFoundError("member_not_found", "member_id: no such member in the organization")
-        if require_active and member.status != "active":
-            raise PolicyRefusal("action_available_only_for_active_members",
-                                f"member: status is {member.status!r}, not 'active'")
-        return org, member
-
-    @staticmethod
-    def _session_minutes(minutes: object) -> int | None:
-        if minutes is None:
-            return None
-        low, high = SESSION_MINUTES_RANGE
-        if isinstance(minutes, bool) or not isinstance(minutes, int) or not low <= minutes <= high:
-            raise RequestError("invalid_session_duration_minutes",
-                               f"session_duration_minutes: must be an integer within {low}..{high}")
-        return minutes
-
-    def _transact(self, decide: Callable[[Transaction], _Outcome], now: float) -> _Outcome:
+    def _transact(self, step: Callable[[], Step], now: float) -> _Outcome:
+        """Run a decision in a store transaction and commit its writes; re-run a lost compare-and-set."""
         for _ in range(MAX_RERUNS):
             with _store_errors(), self.store.transaction() as tx:
-                outcome = decide(tx)
+                outcome = self._drive(step(), tx)
                 if not outcome.writes or tx.commit(outcome.writes, now):
                     return outcome
         raise StoreFailure("internal_server_error", "the store kept changing under this call; try again")
 
-    def _run(self, decide: Callable[[Transaction, object], _Outcome], result: type[T]) -> T:  # noqa: ARG002 - types the answer
-        """Decide and commit; with before_send hooks, a first pass finds the send, the hooks judge it
-        outside any transaction, and a second pass decides again with their verdict."""
-        now = self._clock.now()
-        verdict: object = None
-        for _ in range(MAX_RERUNS):
-            mode = _PROBE if self._hooks and verdict is None else verdict
-            try:
-                outcome = self._transact(partial(_bind_mode, decide, mode), now)
-            except _NeedHooks as need:
-                if isinstance(verdict, _HookVerdict) and verdict.key == need.key:
-                    raise AssertionError("decide asked for hooks it already has") from None
-                verdict = _HookVerdict(need.key, self._ask_hooks(need.context))
-                continue
-            return cast("T", self._conclude(outcome, now))
-        raise StoreFailure("internal_server_error", "the send kept changing under the before_send hooks")
+    def _drive(self, step: Step, tx: Transaction) -> _Outcome:
+        try:
+            request = next(step)
+            while True:
+                if isinstance(request, _Dir):
+                    reply: Any = getattr(self.directory, request.method)(*request.args)
+                else:
+                    reply = tx.read(request.keys)
+                request = step.send(reply)
+        except StopIteration as stop:
+            return cast("_Outcome", stop.value)
 
     def _ask_hooks(self, context: SendContext) -> MfaError | None:
         for hook in self._hooks:
             try:
                 hook(context)
-            except MfaError as exc:
-                return exc
-            except Exception as exc:  # a broken risk hook refuses the send (fail closed)
-                logger.exception("before_send hook %r raised %s; refusing the send", hook, type(exc).__name__)
-                return RequestError("bad_request", "a before_send hook failed; the send was refused")
+            except Exception as exc:  # noqa: BLE001 - a broken risk hook refuses the send (fail closed)
+                return self._hook_refusal(hook, exc)
         return None
 
     def _conclude(self, outcome: _Outcome, now: float) -> Any:
-        """After the commit: deliver, undo a rejected delivery, emit, then answer."""
-        delivered = True
+        """After the commit: deliver, undo a rejected delivery, then emit and answer."""
+        failure: BaseException | None = None
+        undo: list[Event] = []
         delivery = outcome.delivery
-        error = outcome.error
-        events = outcome.events
         if delivery is not None:
-            sub, msg = delivery.subject, delivery.prepared.message
-            org_id, mid = sub.org.organization_id, sub.base.member_id
             try:
                 self._provider.deliver(delivery.prepared)
-            except Exception as exc:
-                delivered = False
-                rejected = isinstance(exc, DeliveryRejected)
-                if rejected:
-                    try:
-                        events.extend(self._undo_rejected(delivery, now))
-                    except MfaError as undo_error:
-                        emit(self._sinks, events)
-                        raise undo_error from None
-                elif not isinstance(exc, Exception):
+            except Exception as exc:  # noqa: BLE001 - any failure but DeliveryRejected may have been sent
+                failure = exc
+            if isinstance(failure, DeliveryRejected):
+                try:
+                    undo = self._transact(partial(self._undo_step, delivery, now), now).events
+                except MfaError:
+                    emit(self._sinks, outcome.events)
                     raise
-                events.append(_event("delivery.failed", now, org_id, mid, msg.to,
-                                     "rejected" if rejected else "unknown", purpose=delivery.purpose,
-                                     automatic=delivery.automatic))
-                if not delivery.automatic:
-                    error = DeliveryFailed("downstream_carrier_error",
-                                           "the SMS gateway " + ("refused the message" if rejected
-                                                                 else "may not have delivered the message"))
-                else:
-                    events.append(_event("otp.refused", now, org_id, mid, msg.to, "downstream_carrier_error",
-                                         purpose=delivery.purpose, automatic=True))
-            else:
-                events.append(_event("otp.sent", now, org_id, mid, msg.to, purpose=delivery.purpose,
-                                     automatic=delivery.automatic, locale=msg.locale))
-        emit(self._sinks, events)
-        if error is not None:
-            error._reported = True  # noqa: SLF001 - its event went out with the outcome
-            raise error
-        assert outcome.finish is not None
-        return outcome.finish(delivered)
-
-    def _undo_rejected(self, delivery: _Delivery, now: float) -> list[Event]:
-        """Remove the code and the link this send wrote, if they are still the ones it wrote."""
-        sub = delivery.subject
-        code_id = delivery.prepared.code_id
-
-        def decide(tx: Transaction) -> _Outcome:
-            wanted = [sub.k_code, sub.k_member] + ([delivery.link_key] if delivery.link_key else [])
-            got = tx.read(wanted)
-            out = _Outcome()
-            code = got.get(sub.k_code)
-            if code is not None and isinstance(code.value, CodeState) and code.value.code_id == code_id:
-                out.writes[sub.k_code] = Write(None)
-            overlay = got.get(sub.k_member)
-            if delivery.undo_overlay is not None and overlay is not None and isinstance(overlay.value, MemberState):
-                now_overlay = overlay.value
-                ours = delivery.prepared.message.to
-                if (now_overlay.phone == ours and not now_overlay.phone_verified) or now_overlay.pending_phone == ours:
-                    out.writes[sub.k_member] = Write(delivery.undo_overlay)
-                    if delivery.link_key and delivery.link_key in got:
-                        out.writes[delivery.link_key] = Write(None)
-                    after = core.merged_member(sub.base, delivery.undo_overlay, sub.guard, now)
-                    if after != core.merged_member(sub.base, now_overlay, sub.guard, now):
-                        out.events.append(_event("member.updated", now, sub.org.organization_id,
-                                                 sub.base.member_id, after.mfa_phone_number, member=after))
-            return out
-
-        return self._transact(decide, now).events
-
-    # --- reading a subject --------------------------------------------------------------------------
-
-    def _subject(self, tx: Transaction, org: Organization, base: Member, now: float,
-                 extra: Sequence[str]) -> tuple[_Subject, dict[str, Entry]]:
-        oid, mid = org.organization_id, base.member_id
-        k_member, k_guard, k_code = keys.member(oid, mid), keys.guard(oid, mid), keys.code(oid, mid)
-        got = tx.read([k_member, k_guard, k_code, *extra])
-        overlay = _value(got, k_member, MemberState, core.EMPTY_OVERLAY)
-        guard = core.settle_guard(_value(got, k_guard, GuardState, core.OPEN_GUARD), now)
-        code = core.settle_code(_value(got, k_code, CodeState, core.NO_CODE), now)
-        member = core.merged_member(base, overlay, guard, now)
-        return _Subject(org, base, overlay, guard, code, member, k_member, k_guard, k_code), got
-
-    def _token_record(self, got: dict[str, Entry], sub: _Subject, token: tuple[str, str] | None,
-                      now: float) -> tuple[str, LoginState | SessionState | None, str]:
-        """Step 3: the passed token's record, valid and the member's own; returns (kind, record, digest)."""
-        if token is None:
-            return "", None, ""
-        kind, value = token
-        if kind == "jwt":
-            raise TokenError("unable_to_parse_session_jwt", "session_jwt: no JWTs are issued in local mode")
-        digest = token_digest(value)
-        oid, mid = sub.org.organization_id, sub.base.member_id
-        if kind == "ist":
-            return kind, core.check_ist(_value(got, keys.login(digest), LoginState, None), oid, mid, now), digest
-        session = core.check_session(_value(got, keys.session(digest), SessionState, None), oid, mid, now,
-                                     sub.member, self.policy)
-        return kind, session, digest
-
-    @staticmethod
-    def _token_key(token: tuple[str, str] | None) -> list[str]:
-        if token is None or token[0] == "jwt":
-            return []
-        digest = token_digest(token[1])
-        return [keys.login(digest) if token[0] == "ist" else keys.session(digest)]
-
-    def _phone_holder(self, tx: Transaction, sub: _Subject, e164: str) -> tuple[str | None, str]:
-        """Who else in the organization has ``e164`` linked: (member id or None, link-index key)."""
-        oid, mid = sub.org.organization_id, sub.base.member_id
-        k_link = keys.link(oid, e164)
-        other = self.directory.find_member_by_phone(oid, e164)
-        extra = [keys.member(oid, other.member_id)] if other is not None and other.member_id != mid else []
-        got = tx.read([k_link, *extra])
-        link = _value(got, k_link, PhoneLink, None)
-        if link is not None and link.member_id != mid:
-            return link.member_id, k_link
-        if extra and other is not None:
-            overlay = _value(got, extra[0], MemberState, core.EMPTY_OVERLAY)
-            if overlay.phone is None:  # the directory's number still applies to that member
-                return other.member_id, k_link
-        return None, k_link
-
-    # --- send ------------------------------------------------------------------------------------
-
-    def _decide_send(self, tx: Transaction, verdict: object, now: float, org: Organization, base: Member,
-                     token: tuple[str, str] | None, given: Phone | None, locale: str | None) -> _Outcome:
-        sub, got = self._subject(tx, org, base, now, self._token_key(token))
-        kind, record, digest = self._token_record(got, sub, token, now)          # 3
-        core.check_lock(sub.guard, now)                                           # 4
-        member = sub.member
-        core.check_methods(org, member)                                           # 5
-        linked = member.mfa_phone_number                                          # 6
-        link_key = None
-        if linked:
-            if given is None:
-                dest = parse_phone(linked, "member.mfa_phone_number")
-            elif _same_phone(linked, given.e164):
-                dest = given
-            else:
-                raise PolicyRefusal("duplicate_member_phone_number_for_member",
-                                    "mfa_phone_number: the member already has a different phone number")
-            linking = False
-        elif given is None:
-            raise PolicyRefusal("member_phone_number_not_found",
-                                "mfa_phone_number: the member has no phone number and none was given")
-        else:
-            holder, link_key = self._phone_holder(tx, sub, given.e164)
-            if holder is not None:
-                raise PolicyRefusal("duplicate_member_phone_number",
-                                    "mfa_phone_number: linked to another member of the organization")
-            dest, linking = given, True
-        if member.has_active_factor:                                              # 7
-            if record is None:
-                raise PolicyRefusal("no_associated_session_passed_in",
-                                    "a token of the member is required: the member has an active MFA factor")
-            if linking and (
-                (isinstance(record, SessionState) and record.state is not SessionPhase.ACTIVE)
-                or not core.carries_active_factor(record.factors, member)
-            ):
-                raise PolicyRefusal("insufficient_factors",
-                                    "linking a phone needs a token carrying the member's existing MFA factor")
-        purpose = "link" if linking else ("step_up" if kind == "session" else "login")
-        out = _Outcome()
-        out.delivery = self._admit(tx, verdict, out, sub, now, dest, linking=linking, link_key=link_key,
-                                   bound_to=digest, purpose=purpose, locale=locale, automatic=False)
-
-        def finish(_delivered: bool) -> SendResult:
-            return SendResult(member_id=base.member_id, member=self._after(sub, out, now), organization=org)
-
-        out.finish = finish
-        return out
-
-    def _admit(self, tx: Transaction, verdict: object, out: _Outcome, sub: _Subject, now: float, dest: Phone, *,
-               linking: bool, link_key: str | None, bound_to: str, purpose: str, locale: str | None,
-               automatic: bool) -> _Delivery:
-        """Steps 8–10 and admission: destination, hooks, limits, then the writes of an admitted send."""
-        policy = self.policy
-        oid, mid = sub.org.organization_id, sub.base.member_id
-        region = check_destination(dest, allowed_regions=policy.allowed_regions,     # 8
-                                   unsupported_regions=policy.unsupported_regions,
-                                   blocked_number_types=policy.blocked_type_values,
-                                   test_numbers=policy.test_numbers)
-        if verdict is not None:                                                      # 9
-            key = (oid, mid, f"{dest.e164}|{purpose}|{bound_to}")
-            if verdict is _PROBE or (isinstance(verdict, _HookVerdict) and verdict.key != key):
-                context = SendContext(organization=sub.org, member=sub.member, phone_number=dest.e164,
-                                      region=region, locale=locale, purpose=purpose, automatic=automatic, at=now)
-                raise _NeedHooks(context, key)
-            assert isinstance(verdict, _HookVerdict)
-            if verdict.error is not None:
-                raise verdict.error
-        limits = [("member", keys.window_member(oid, mid), policy.send_limit_per_member),   # 10
-                  ("phone", keys.window_phone(dest.e164), policy.send_limit_per_phone)]
-        if policy.send_limit_per_region is not None and region:
-            limits.append(("region", keys.window_region(region), policy.send_limit_per_region))
-        if policy.send_limit_global is not None:
-            limits.append(("global", keys.WINDOW_GLOBAL, policy.send_limit_global))
-        got = tx.read([k for _, k, _ in limits])
-        windows = [(name, _value(got, k, SendWindow, _NO_WINDOW), limit) for name, k, limit in limits]
-        core.check_limits(policy, now, windows, windows[0][1])
-        for (_, k, (_, seconds)), (_, window, _) in zip(limits, windows, strict=True):   # admit
-            keep = max(seconds, policy.resend_cooldown)
-            out.writes[k] = Write(core.counted(window, now, keep), now + keep)
-        code_id = secrets.token_hex(8)
-        prepared = self._provider.prepare(code_id=code_id, to=dest.e164, locale=locale, organization_id=oid,
-                                          member_id=mid)
-        code = clone(sub.code)
-        machine.fire(machine.CODE, "issue", code, code=CodeState(
-            code_id=code_id, digest=prepared.digest, bound_to=bound_to, purpose=purpose, phone=dest.e164,
-            sent_at=now, expires_at=now + policy.otp_ttl))
-        out.writes[sub.k_code] = Write(code, code.expires_at)
-        undo = None
-        if linking:
-            undo = sub.overlay
-            overlay = clone(sub.overlay)
-            if policy.link_phone_on == "send":
-                overlay.phone, overlay.phone_verified = dest.e164, False
-                assert link_key is not None
-                out.writes[link_key] = Write(PhoneLink(mid))
-                out.events.append(_event("phone.linked", now, oid, mid, dest.e164, verified=False))
-            else:
-                overlay.pending_phone = dest.e164
-                link_key = None
-            out.writes[sub.k_member] = Write(overlay)
-            self._member_changed(out, sub, overlay, sub.guard, now)
-        return _Delivery(prepared, sub, purpose, automatic, undo, link_key if linking else None)
-
-    # --- primary authentication -------------------------------------------------------------------
-
-    def _decide_primary(self, tx: Transaction, verdict: object, now: float, org: Organization, base: Member,
-                        method: str, session_token: str | None, locale: str | None, ist: str) -> _Outcome:
-        policy = self.policy
-        token = None if session_token is None else ("session", session_token)
-        sub, got = self._subject(tx, org, base, now, self._token_key(token))
-        _, passed, passed_digest = self._token_record(got, sub, token, now)
-        core.check_lock(sub.guard, now)
-        member = sub.member
-        oid, mid = org.organization_id, base.member_id
-        out = _Outcome()
-        primary = Factor(*core.PRIMARY_FACTORS[method], now)
-        owed = core.mfa_owed(org, member)
-
-        if method != "discovery" and isinstance(passed, SessionState) and passed.state is SessionPhase.ACTIVE:
-            session = clone(passed)
-            machine.fire(machine.SESSION, "add_factor", session, factor=primary, now=now)
-            out.writes[keys.session(passed_digest)] = Write(session, session.expires_at)
-            out.finish = lambda _: PrimaryAuthResult(
-                member_id=mid, organization_id=oid, member=member, organization=org, member_authenticated=True,
-                session_token=session_token or "", member_session=core.member_session(session, org))
-            return out
-        if method != "discovery" and not owed:
-            token_value, new = self._new_session(out, sub, (primary,), now, policy.default_session_minutes)
-            out.finish = lambda _: PrimaryAuthResult(
-                member_id=mid, organization_id=oid, member=member, organization=org, member_authenticated=True,
-                session_token=token_value, member_session=core.member_session(new, org))
-            return out
-
-        ist_digest = token_digest(ist)
-        login = LoginState(oid, mid, now + policy.ist_ttl, (primary,))
-        out.writes[keys.login(ist_digest)] = Write(login, login.expires_at)
-        if method != "discovery" and owed and core.sms_conditions(org, member):
-            try:
-                dest = parse_phone(member.mfa_phone_number, "member.mfa_phone_number")
-                out.delivery = self._admit(tx, verdict, out, sub, now, dest, linking=False, link_key=None,
-                                           bound_to=ist_digest, purpose="login", locale=locale, automatic=True)
-            except MfaError as refusal:
-                out.events.append(_event("otp.refused", now, oid, mid, member.mfa_phone_number,
-                                         refusal.error_type, purpose="login", automatic=True))
-
-        def finish(delivered: bool) -> PrimaryAuthResult:
-            return PrimaryAuthResult(
-                member_id=mid, organization_id=oid, member=member, organization=org,
-                member_authenticated=False, intermediate_session_token=ist,
-                mfa_required=core.mfa_required(member, out.delivery is not None and delivered) if owed else None)
-
-        out.finish = finish
-        return out
-
-    @staticmethod
-    def _consume(out: _Outcome, record: LoginState, digest: str) -> None:
-        """The IST is single-use: consumed in the same commit that issues the session."""
-        login = clone(record)
-        if not machine.fire(machine.LOGIN, "consume", login):
-            raise TokenError("intermediate_session_not_found", "intermediate_session_token: already used")
-        out.writes[keys.login(digest)] = Write(None)
-
-    def _new_session(self, out: _Outcome, sub: _Subject, factors: tuple[Factor, ...], now: float,
-                     minutes: int) -> tuple[str, SessionState]:
-        token = new_token()
-        session = SessionState(f"member-session-{secrets.token_hex(16)}", sub.org.organization_id,
-                               sub.base.member_id, now, now, now + 60 * minutes, factors)
-        out.writes[keys.session(token_digest(token))] = Write(session, session.expires_at)
-        out.events.append(_event("session.created", now, session.organization_id, session.member_id,
-                                 factors=[f.type for f in factors]))
-        return token, session
-
-    # --- authenticate ------------------------------------------------------------------------------
-
-    def _decide_authenticate(self, tx: Transaction, now: float, org: Organization, base: Member,
-                             token: tuple[str, str], code_input: object, minutes: int | None,
-                             enrollment: str | None, set_default: bool | None) -> _Outcome:
-        policy = self.policy
-        sub, got = self._subject(tx, org, base, now, self._token_key(token))
-        _, record, digest = self._token_record(got, sub, token, now)             # 3
-        core.check_lock(sub.guard, now)                                           # 4
-        member = sub.member
-        core.check_methods(org, member)                                           # 4b
-        code = sub.code
-        oid, mid = org.organization_id, base.member_id
-        if code.state is not CodePhase.SENT:                                      # 5
-            raise CodeRejected("unable_to_auth_otp_code",
-                               "code: the member has no live code (none sent, expired, used, or too many attempts)")
-        matched = (                                                               # 6
-            is_code_shaped(code_input)
-            and code.bound_to in ("", digest)
-            and self._provider.verify(code.code_id, code_input, code.digest)  # type: ignore[arg-type]
-        )
-        out = _Outcome()
-        code = clone(code)
-        if not machine.fire(machine.CODE, "verify", code, matched=matched):
-            guard = clone(sub.guard)
-            machine.fire(machine.CODE, "reject", code, max_attempts=policy.max_attempts_per_code)
-            machine.fire(machine.GUARD, "fail", guard, now=now, threshold=policy.lockout_threshold,
-                         lock_for=policy.lockout_duration)
-            out.events.append(_event("otp.failed", now, oid, mid, code.phone, "otp_code_not_found",
-                                     attempts=code.attempts, failures=guard.failures))
-            if guard.state is GuardPhase.LOCKED:
-                machine.fire(machine.CODE, "kill", code)
-                out.events.append(_event("member.locked", now, oid, mid, code.phone,
-                                         "user_lock_limit_reached", locked_until=guard.locked_until))
-                out.error = RateLimited("user_lock_limit_reached", "member: locked after too many wrong codes")
-            else:
-                out.error = CodeRejected("otp_code_not_found", "code: wrong code")
-            out.writes[sub.k_code] = Write(code if code.state is CodePhase.SENT else None, code.expires_at)
-            out.writes[sub.k_guard] = Write(guard, guard.locked_until or None)
-            self._member_changed(out, sub, sub.overlay, guard, now)
-            return out
-
-        phone = code.phone
-        changes: dict[str, object] = {}  # only what differs from the merged view: a routine login writes none
-        overlay = sub.overlay
-        if not overlay.phone and overlay.pending_phone == phone and policy.link_phone_on == "verify" \
-                and not member.mfa_phone_number:
-            holder, link_key = self._phone_holder(tx, sub, phone)
-            if holder is not None:
-                raise PolicyRefusal("duplicate_member_phone_number",
-                                    "mfa_phone_number: linked to another member of the organization")
-            changes.update(phone=phone, pending_phone="", phone_verified=True)
-            out.writes[link_key] = Write(PhoneLink(mid))
-            out.events.append(_event("phone.linked", now, oid, mid, phone, verified=True))
-        elif not member.mfa_phone_number_verified and _same_phone(member.mfa_phone_number, phone):
-            changes.update(phone=phone, phone_verified=True)
-        out.writes[sub.k_code] = Write(None)
-        enrolled = True if org.mfa_policy == "REQUIRED_FOR_ALL" else (
-            None if enrollment is None else enrollment == "enroll")
-        if enrolled is not None and enrolled != member.mfa_enrolled:
-            changes["enrolled"] = enrolled
-        if set_default and member.default_mfa_method != "sms_otp":
-            changes["default_mfa_method"] = "sms_otp"
-        guard = sub.guard
-        if guard.failures:
-            guard = clone(guard)
-            machine.fire(machine.GUARD, "succeed", guard)
-            out.writes[sub.k_guard] = Write(guard)
-        if changes:
-            overlay = replace(overlay, **changes)
-            out.writes[sub.k_member] = Write(overlay)
-        out.events.append(_event("otp.verified", now, oid, mid, phone, purpose=code.purpose))
-        after = self._member_changed(out, sub, overlay, guard, now)
-        factor = Factor(*core.SMS_FACTOR, now, phone)
-        session_token = ""
-        if isinstance(record, LoginState):
-            self._consume(out, record, digest)
-            session_token, session = self._new_session(
-                out, sub, (*record.factors, factor), now,
-                minutes if minutes is not None else policy.default_session_minutes)
-        else:
-            assert isinstance(record, SessionState)
-            session_token = token[1]
-            session = self._grow_session(out, record, digest, factor, now, minutes)
-        out.finish = lambda _: AuthenticateResult(member_id=mid, member=after, organization=org,
-                                                  session_token=session_token,
-                                                  member_session=core.member_session(session, org))
-        return out
-
-    def _grow_session(self, out: _Outcome, record: SessionState, digest: str, factor: Factor, now: float,
-                      minutes: int | None) -> SessionState:
-        """A session gains a factor; one that needed a step-up completes it (spec §6.10)."""
-        session = clone(record)
-        expires_at = None if minutes is None else now + 60 * minutes
-        step_up = session.state is SessionPhase.STEP_UP_REQUIRED
-        machine.fire(machine.SESSION, "step_up" if step_up else "add_factor", session, factor=factor, now=now,
-                     expires_at=expires_at)
-        if not step_up and expires_at is not None:
-            session.expires_at = expires_at
-        out.writes[keys.session(digest)] = Write(session, session.expires_at)
-        if step_up:
-            out.events.append(_event("session.step_up_completed", now, session.organization_id, session.member_id,
-                                     factor=factor.type))
-        return session
-
-    # --- sessions ------------------------------------------------------------------------------------
-
-    def _decide_session_check(self, tx: Transaction, verdict: object, now: float, token: str) -> _Outcome:
-        digest = token_digest(token)
-        k_session = keys.session(digest)
-        got = tx.read([k_session])
-        record = core.check_session(_value(got, k_session, SessionState, None), None, None, now, None, self.policy)
-        org, base = self._resolve(record.organization_id, record.member_id, require_active=False)
-        sub, _ = self._subject(tx, org, base, now, ())
-        session = core.check_session(record, None, None, now, sub.member, self.policy)
-        out = _Outcome()
-        oid, mid = org.organization_id, base.member_id
-        if session.state is SessionPhase.ACTIVE:
-            session = clone(session)
-            machine.fire(machine.SESSION, "touch", session, now=now)
-            out.writes[k_session] = Write(session, session.expires_at)
-            out.finish = lambda _: SessionCheck(member_session=core.member_session(session, org),
-                                                step_up_required=False)
-            return out
-        if session is not record:
-            out.writes[k_session] = Write(session, session.expires_at)
-        member = sub.member
-        out.events.append(_event("session.step_up_required", now, oid, mid, member.mfa_phone_number))
-        code = sub.code
-        live = code.state is CodePhase.SENT and code.bound_to == digest and code.purpose == "step_up"
-        locked = sub.guard.state is GuardPhase.LOCKED
-        if not live and not locked and self.policy.resend_on_inactivity and core.sms_conditions(org, member) \
-                and base.status == "active":
-            try:
-                dest = parse_phone(member.mfa_phone_number, "member.mfa_phone_number")
-                out.delivery = self._admit(tx, verdict, out, sub, now, dest, linking=False, link_key=None,
-                                           bound_to=digest, purpose="step_up", locale=None, automatic=True)
-            except MfaError as refusal:
-                out.events.append(_event("otp.refused", now, oid, mid, member.mfa_phone_number,
-                                         refusal.error_type, purpose="step_up", automatic=True))
-
-        def finish(delivered: bool) -> SessionCheck:
-            initiated = live or (out.delivery is not None and delivered)
-            return SessionCheck(member_session=core.member_session(session, org), step_up_required=True,
-                                secondary_auth_initiated="sms_otp" if initiated else None)
-
-        out.finish = finish
-        return out
-
-    # --- caller-verified factors, phone deletion ----------------------------------------------------
-
-    def _decide_record_factor(self, tx: Transaction, now: float, org: Organization, base: Member,
-                              token: tuple[str, str], factor_type: str) -> _Outcome:
-        sub, got = self._subject(tx, org, base, now, self._token_key(token))
-        _, record, digest = self._token_record(got, sub, token, now)
-        core.check_lock(sub.guard, now)
-        factor = Factor(*core.RECORDED_FACTORS[factor_type], now)
-        out = _Outcome()
-        if isinstance(record, LoginState):
-            self._consume(out, record, digest)
-            session_token, session = self._new_session(out, sub, (*record.factors, factor), now,
-                                                       self.policy.default_session_minutes)
-        else:
-            assert isinstance(record, SessionState)
-            session_token = token[1]
-            session = self._grow_session(out, record, digest, factor, now, None)
-        member = sub.member
-        out.finish = lambda _: AuthenticateResult(member_id=base.member_id, member=member, organization=org,
-                                                  session_token=session_token,
-                                                  member_session=core.member_session(session, org))
-        return out
-
-    def _decide_delete_phone(self, tx: Transaction, now: float, org: Organization, base: Member) -> _Outcome:
-        sub, _ = self._subject(tx, org, base, now, ())
-        out = _Outcome()
-        oid, mid = org.organization_id, base.member_id
-        old = sub.member.mfa_phone_number
-        overlay = clone(sub.overlay)
-        overlay.phone, overlay.phone_verified, overlay.pending_phone = "", False, ""
-        if overlay != sub.overlay:
-            out.writes[sub.k_member] = Write(overlay)
-        if old:
-            k_link = keys.link(oid, old)
-            link = _value(tx.read([k_link]), k_link, PhoneLink, None)
-            if link is not None and link.member_id == mid:
-                out.writes[k_link] = Write(None)
-        if sub.code.state is CodePhase.SENT:
-            code = clone(sub.code)
-            machine.fire(machine.CODE, "kill", code)
-            out.writes[sub.k_code] = Write(None)
-        after = self._member_changed(out, sub, overlay, sub.guard, now)
-        out.finish = lambda _: after
-        return out
-
-    # --- helpers ---------------------------------------------------------------------------------------
-
-    def _member_changed(self, out: _Outcome, sub: _Subject, overlay: MemberState, guard: GuardState,
-                        now: float) -> Member:
-        """Emit member.updated when the merged view changes; return the view after the change."""
-        if overlay is sub.overlay and guard is sub.guard:
-            return sub.member
-        after = core.merged_member(sub.base, overlay, guard, now)
-        if after != sub.member:
-            out.events.append(_event("member.updated", now, sub.org.organization_id, sub.base.member_id,
-                                     after.mfa_phone_number, member=after))
-        return after
-
-    def _after(self, sub: _Subject, out: _Outcome, now: float) -> Member:
-        write = out.writes.get(sub.k_member)
-        overlay = write.value if write is not None and isinstance(write.value, MemberState) else sub.overlay
-        return core.merged_member(sub.base, overlay, sub.guard, now)
-
-
-_NO_WINDOW: Final = SendWindow()
-
-
-def _value(got: dict[str, Entry], key: str, kind: type[Any], default: Any) -> Any:
-    entry = got.get(key)
-    if entry is None:
-        return default
-    if not isinstance(entry.value, kind):
-        raise StoreFailure("internal_server_error", f"store: record under {key.split(':', 1)[0]} has the wrong type")
-    return entry.value
-
-
-def _bind_mode(decide: Callable[[Transaction, object], _Outcome], mode: object, tx: Transaction) -> _Outcome:
-    return decide(tx, mode)
-
-
-def _same_phone(raw: str, e164: str) -> bool:
-    """Whether a stored number (E.164, or as the directory wrote it) is ``e164``."""
-    return bool(raw) and canonical_phone(raw) == e164
-
-
-@contextmanager
-def _store_errors() -> Iterator[None]:
-    """Anything but an MfaError raised while talking to the store fails closed."""
-    try:
-        yield
-    except (MfaError, _NeedHooks):
-        raise
-    except Exception as exc:
-        logger.exception("mfa_flow: store failure (%s); failing closed", type(exc).__name__)
-        raise StoreFailure("internal_server_error", "the store failed; nothing was changed") from exc
-
+        return self._finish(outcome, failure, undo, now)

@@ -43,7 +43,7 @@ def tokens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         minted.append(token)
         return token
 
-    monkeypatch.setattr("mfa_flow.flow.new_token", recording)
+    monkeypatch.setattr("mfa_flow._engine.new_token", recording)
     return minted
 
 

@@ -1,0 +1,893 @@
+"""The engine both orchestrators share: argument checks, and every decision as a sans-I/O generator.
+
+Every public call reads the records it needs in a store transaction, runs the checks of spec §5 in order
+on them, and commits every changed record in one compare-and-set. A lost compare-and-set re-runs the
+call from the read, never once a delivery was attempted. Events are emitted after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, Final, TypeVar
+
+import attrs
+
+from mfa_flow import core, machine
+from mfa_flow.clock import Clock, SystemClock
+from mfa_flow.crypto import Keyring, is_code_shaped, new_token, token_digest
+from mfa_flow.directory import Directory, MemoryDirectory
+from mfa_flow.errors import (
+    CodeRejected,
+    ConfigurationError,
+    DeliveryFailed,
+    MfaError,
+    NotFoundError,
+    PolicyRefusal,
+    RateLimited,
+    RequestError,
+    StoreFailure,
+    TokenError,
+)
+from mfa_flow.events import Event, EventSink, SendContext, emit
+from mfa_flow.phone import Phone, canonical_phone, check_destination, mask_phone, parse_phone
+from mfa_flow.policy import SESSION_MINUTES_RANGE, Policy
+from mfa_flow.records import Member, Organization
+from mfa_flow.results import AuthenticateResult, PrimaryAuthResult, SendResult, SessionCheck
+from mfa_flow.state import (
+    CodePhase,
+    CodeState,
+    Factor,
+    GuardPhase,
+    GuardState,
+    LoginState,
+    MemberState,
+    PhoneLink,
+    SendWindow,
+    SessionPhase,
+    SessionState,
+    clone,
+    keys,
+    replace,
+)
+from mfa_flow.stores import MemoryStore, Store, Write
+from mfa_flow.stores._base import Entry
+from mfa_flow.transports import (
+    CodeProvider,
+    ConsoleGateway,
+    DeliveryRejected,
+    DeliveryUnknown,
+    LocalCodeProvider,
+    PreparedCode,
+    SmsGateway,
+)
+
+__all__ = ["MAX_RERUNS", "FlowEngine", "Plan", "Step"]
+
+logger = logging.getLogger("mfa_flow")
+
+MAX_RERUNS: Final = 5
+_PROBE: Final = object()  # first pass when before_send hooks exist: decide up to the hooks, commit nothing
+
+Hook = Callable[[SendContext], None]
+T = TypeVar("T")
+
+
+@attrs.frozen(slots=True)
+class _Read:
+    """A decision asks the store for these keys (one round trip)."""
+
+    keys: list[str]
+
+
+@attrs.frozen(slots=True)
+class _Dir:
+    """A decision asks the directory (a method name and its arguments)."""
+
+    method: str
+    args: tuple[Any, ...]
+
+
+_Request = _Read | _Dir
+
+
+@attrs.define(slots=True)
+class _HookVerdict:
+    """The before_send hooks' answer for one destination and purpose."""
+
+    key: tuple[str, str, str]
+    error: MfaError | None
+
+
+@attrs.define(slots=True)
+class _NeedHooks(Exception):  # control flow: never escapes the flow
+    context: SendContext
+    key: tuple[str, str, str]
+
+
+@attrs.define(slots=True)
+class _Delivery:
+    """An admitted send, committed and about to be delivered, with what a rejection must undo."""
+
+    prepared: PreparedCode
+    subject: _Subject
+    purpose: str
+    automatic: bool
+    undo_overlay: MemberState | None  # the overlay to restore if the link made by this send is rolled back
+    link_key: str | None
+
+
+@attrs.define(slots=True)
+class _Outcome:
+    writes: dict[str, Write] = attrs.field(factory=dict)
+    events: list[Event] = attrs.field(factory=list)
+    error: MfaError | None = None
+    delivery: _Delivery | None = None
+    finish: Callable[[bool], Any] | None = None  # builds the result once the delivery outcome is known
+
+
+#: A decision: a generator that yields store reads and directory calls and returns its outcome.
+Step = Generator[_Request, Any, _Outcome]
+#: A call planned and checked for argument shape: given the hooks' verdict, the decision to run.
+Plan = Callable[[object], Step]
+
+
+@attrs.define(slots=True)
+class _Subject:
+    """A member as one transaction read it."""
+
+    org: Organization
+    base: Member
+    overlay: MemberState
+    guard: GuardState
+    code: CodeState
+    member: Member
+    k_member: str
+    k_guard: str
+    k_code: str
+
+
+def _text(value: object, field: str) -> str:
+    if not isinstance(value, str):
+        raise RequestError("bad_request", f"{field}: must be a string")
+    return value
+
+
+def _one_token(ist: object, session_token: object, session_jwt: object, *, required: bool) -> tuple[str, str] | None:
+    given = [(k, v) for k, v in (("ist", ist), ("session", session_token), ("jwt", session_jwt)) if v is not None]
+    if len(given) > 1:
+        raise RequestError("too_many_session_arguments", "pass at most one of intermediate_session_token, "
+                           "session_token, session_jwt")
+    if not given:
+        if required:
+            raise RequestError("no_session_arguments", "pass one of intermediate_session_token, session_token, "
+                               "session_jwt")
+        return None
+    kind, value = given[0]
+    field = {"ist": "intermediate_session_token", "session": "session_token", "jwt": "session_jwt"}[kind]
+    return kind, _text(value, field)
+
+
+def _event(name: str, now: float, org_id: str, member_id: str, phone: str = "", reason: str | None = None,
+           **data: Any) -> Event:
+    return Event(name, now, org_id, member_id, mask_phone(phone), reason, data)
+
+
+class FlowEngine:
+    """SMS OTP multi-factor authentication with the rules of Stytch's B2B endpoint. Thread-safe.
+
+    With no arguments it runs on embedded defaults: an in-memory directory and store, codes generated
+    here and printed by the console gateway (development only), the system clock, a random key.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: Policy | None = None,
+        directory: Directory | None = None,
+        store: Store | None = None,
+        transport: SmsGateway | CodeProvider | None = None,
+        clock: Clock | None = None,
+        events: Iterable[EventSink] = (),
+        secret_key: bytes | Sequence[bytes] | None = None,
+        before_send: Iterable[Hook] = (),
+    ) -> None:
+        if policy is not None and not isinstance(policy, Policy):
+            raise ConfigurationError("policy: must be a mfa_flow.Policy")
+        self.policy = policy if policy is not None else Policy()
+        self.directory: Directory = directory if directory is not None else MemoryDirectory()
+        self.store: Store = store if store is not None else MemoryStore()
+        if secret_key is None and getattr(self.store, "durable", True):
+            raise ConfigurationError("secret_key: required with a durable store (codes must verify after a "
+                                     "restart and across processes)")
+        keyring = Keyring(secret_key)
+        if transport is None:
+            logger.warning("mfa_flow: no transport given; codes go to the ConsoleGateway (stderr), "
+                           "which is for development only")
+            transport = ConsoleGateway()
+        self.transport = transport
+        if isinstance(transport, CodeProvider):
+            self._provider: CodeProvider = transport
+        elif callable(getattr(transport, "deliver", None)):
+            self._provider = LocalCodeProvider(transport, keyring)
+        else:
+            raise ConfigurationError("transport: must be an SMS gateway (deliver) or a code provider")
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._sinks = tuple(events)
+        self._hooks = tuple(before_send)
+        for name, items in (("events", self._sinks), ("before_send", self._hooks)):
+            if not all(callable(f) for f in items):
+                raise ConfigurationError(f"{name}: every item must be callable")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(store={self.store!r}, transport={self.transport!r})"
+
+    # --- planning: step 1 of every call (argument shape), then the decision to run ------------------
+
+    def _plan_primary(self, now: float, organization_id: object, member_id: object, method: object,
+                      session_token: object, locale: object) -> Plan:
+        if not isinstance(method, str) or method not in core.PRIMARY_FACTORS:
+            method_error = RequestError("bad_request", f"method: unknown primary authentication method {method!r}")
+        else:
+            method_error = None
+        loc = core.check_locale(locale)
+        ist = new_token()  # minted once per call, so a re-run and the hooks' verdict see the same binding
+
+        def decide(verdict: object) -> Step:
+            org, base = yield from self._resolve(organization_id, member_id)
+            if method_error is not None:  # checked after organization, member and status (spec §5)
+                raise method_error
+            if session_token is not None:
+                _text(session_token, "session_token")
+            return (yield from self._decide_primary(verdict, now, org, base, str(method),
+                                                    session_token,  # type: ignore[arg-type]
+                                                    loc, ist))
+
+        return decide
+
+    def _plan_send(self, now: float, organization_id: object, member_id: object, mfa_phone_number: object,
+                   locale: object, ist: object, session_token: object, session_jwt: object) -> Plan:
+        token = _one_token(ist, session_token, session_jwt, required=False)
+        given = None if mfa_phone_number is None else parse_phone(mfa_phone_number)
+        loc = core.check_locale(locale)
+
+        def decide(verdict: object) -> Step:
+            org, base = yield from self._resolve(organization_id, member_id)
+            return (yield from self._decide_send(verdict, now, org, base, token, given, loc))
+
+        return decide
+
+    def _plan_authenticate(self, now: float, organization_id: object, member_id: object, code: object,
+                           ist: object, session_token: object, session_jwt: object, session_duration_minutes: object,
+                           set_mfa_enrollment: object, set_default_mfa: object) -> Plan:
+        token = _one_token(ist, session_token, session_jwt, required=True)
+        assert token is not None
+        minutes = self._session_minutes(session_duration_minutes)
+        if set_mfa_enrollment not in (None, "enroll", "unenroll"):
+            raise RequestError("bad_request", "set_mfa_enrollment: must be 'enroll' or 'unenroll'")
+        if set_default_mfa is not None and not isinstance(set_default_mfa, bool):
+            raise RequestError("bad_request", "set_default_mfa: must be True or False")
+
+        def decide(_verdict: object) -> Step:
+            org, base = yield from self._resolve(organization_id, member_id)
+            return (yield from self._decide_authenticate(now, org, base, token, code, minutes,
+                                                         set_mfa_enrollment,
+                                                         set_default_mfa))
+
+        return decide
+
+    def _plan_session_check(self, now: float, session_token: object, session_jwt: object) -> Plan:
+        token = _one_token(None, session_token, session_jwt, required=True)
+        assert token is not None
+        if token[0] == "jwt":
+            raise TokenError("unable_to_parse_session_jwt", "session_jwt: no JWTs are issued in local mode")
+        return partial(self._decide_session_check, now=now, token=token[1])
+
+    def _plan_record_factor(self, now: float, organization_id: object, member_id: object, factor_type: object,
+                            ist: object, session_token: object) -> Plan:
+        if factor_type not in core.RECORDED_FACTORS:
+            raise RequestError("bad_request", f"factor_type: must be one of {sorted(core.RECORDED_FACTORS)}")
+        token = _one_token(ist, session_token, None, required=True)
+        assert token is not None
+
+        def decide(_verdict: object) -> Step:
+            org, base = yield from self._resolve(organization_id, member_id)
+            return (yield from self._decide_record_factor(now, org, base, token, str(factor_type)))
+
+        return decide
+
+    def _plan_delete_phone(self, now: float, organization_id: object, member_id: object) -> Plan:
+        def decide(_verdict: object) -> Step:
+            org, base = yield from self._resolve(organization_id, member_id, require_active=False)
+            return (yield from self._decide_delete_phone(now, org, base))
+
+        return decide
+
+    def _plan_get_member(self, now: float, organization_id: object, member_id: object) -> Plan:
+        def decide(_verdict: object) -> Step:
+            org, base = yield from self._resolve(organization_id, member_id, require_active=False)
+            sub, _ = yield from self._subject(org, base, now, ())
+            return _Outcome(finish=lambda _: sub.member)
+
+        return decide
+
+    def _plan_get_organization(self, _now: float, organization_id: object) -> Plan:
+        def decide(_verdict: object) -> Step:
+            org = yield _Dir("get_organization", (_text(organization_id, "organization_id"),))
+            if org is None:
+                raise NotFoundError("organization_not_found", "organization_id: no such organization")
+            return _Outcome(finish=lambda _: org)
+
+        return decide
+
+    # --- what both orchestrators do around the decisions ---------------------------------------------
+
+    def _refused(self, refusal_event: str | None, now: float, org_ref: object, member_ref: object,
+                 exc: MfaError) -> MfaError:
+        """A refusal emits its event; uniform_refusals hides the precise reason from the caller."""
+        if refusal_event is not None and not exc._reported:  # noqa: SLF001 - the flow's own mark
+            emit(self._sinks, [Event(refusal_event, now, org_ref if isinstance(org_ref, str) else "",
+                                     member_ref if isinstance(member_ref, str) else "", "", exc.error_type, {})])
+        if self.policy.uniform_refusals and exc.error_type in core.UNIFORM_REFUSALS:
+            return RequestError("bad_request", "the request was refused")
+        return exc
+
+    def _resolve(self, org_ref: object, member_ref: object, *,
+                 require_active: bool = True) -> Generator[_Request, Any, tuple[Organization, Member]]:
+        org_ref = _text(org_ref, "organization_id")
+        member_ref = _text(member_ref, "member_id")
+        org = yield _Dir("get_organization", (org_ref,))
+        if org is None:
+            raise NotFoundError("organization_not_found", "organization_id: no such organization")
+        member = yield _Dir("get_member", (org.organization_id, member_ref))
+        if member is None:
+            raise NotFoundError("member_not_found", "member_id: no such member in the organization")
+        if require_active and member.status != "active":
+            raise PolicyRefusal("action_available_only_for_active_members",
+                                f"member: status is {member.status!r}, not 'active'")
+        return org, member
+
+    @staticmethod
+    def _session_minutes(minutes: object) -> int | None:
+        if minutes is None:
+            return None
+        low, high = SESSION_MINUTES_RANGE
+        if isinstance(minutes, bool) or not isinstance(minutes, int) or not low <= minutes <= high:
+            raise RequestError("invalid_session_duration_minutes",
+                               f"session_duration_minutes: must be an integer within {low}..{high}")
+        return minutes
+
+    @staticmethod
+    def _hook_refusal(hook: object, exc: BaseException) -> MfaError:
+        if isinstance(exc, MfaError):
+            return exc
+        logger.error("before_send hook %r raised %s; refusing the send", hook, type(exc).__name__)
+        return RequestError("bad_request", "a before_send hook failed; the send was refused")
+
+    def _finish(self, outcome: _Outcome, failure: BaseException | None, undo_events: list[Event],
+                now: float) -> Any:
+        """After the delivery (if any): the delivery's events, emit them all, then raise or answer."""
+        error = outcome.error
+        events = outcome.events
+        delivery = outcome.delivery
+        if delivery is not None:
+            sub, msg = delivery.subject, delivery.prepared.message
+            org_id, mid = sub.org.organization_id, sub.base.member_id
+            if failure is None:
+                events.append(_event("otp.sent", now, org_id, mid, msg.to, purpose=delivery.purpose,
+                                     automatic=delivery.automatic, locale=msg.locale))
+            else:
+                rejected = isinstance(failure, DeliveryRejected)
+                if not rejected and not isinstance(failure, DeliveryUnknown):
+                    logger.error("mfa_flow: the gateway raised %s; treating it as DeliveryUnknown (the code "
+                                 "stays live, nothing is retried)", type(failure).__name__)
+                events.extend(undo_events)
+                events.append(_event("delivery.failed", now, org_id, mid, msg.to,
+                                     "rejected" if rejected else "unknown", purpose=delivery.purpose,
+                                     automatic=delivery.automatic))
+                if delivery.automatic:
+                    events.append(_event("otp.refused", now, org_id, mid, msg.to, "downstream_carrier_error",
+                                         purpose=delivery.purpose, automatic=True))
+                else:
+                    error = DeliveryFailed("downstream_carrier_error", "the SMS gateway " + (
+                        "refused the message" if rejected else "may not have delivered the message"))
+        emit(self._sinks, events)
+        if error is not None:
+            error._reported = True  # noqa: SLF001 - its event went out with the outcome
+            raise error
+        assert outcome.finish is not None
+        return outcome.finish(failure is None)
+
+    def _undo_step(self, delivery: _Delivery, now: float, _verdict: object = None) -> Step:
+        """Remove the code and the link a rejected send wrote, if they are still the ones it wrote."""
+        sub = delivery.subject
+        wanted = [sub.k_code, sub.k_member] + ([delivery.link_key] if delivery.link_key else [])
+        got = yield _Read(wanted)
+        out = _Outcome()
+        code = got.get(sub.k_code)
+        if code is not None and isinstance(code.value, CodeState) and code.value.code_id == delivery.prepared.code_id:
+            out.writes[sub.k_code] = Write(None)
+        overlay = got.get(sub.k_member)
+        if delivery.undo_overlay is not None and overlay is not None and isinstance(overlay.value, MemberState):
+            current = overlay.value
+            ours = delivery.prepared.message.to
+            if (current.phone == ours and not current.phone_verified) or current.pending_phone == ours:
+                out.writes[sub.k_member] = Write(delivery.undo_overlay)
+                if delivery.link_key and delivery.link_key in got:
+                    out.writes[delivery.link_key] = Write(None)
+                after = core.merged_member(sub.base, delivery.undo_overlay, sub.guard, now)
+                if after != core.merged_member(sub.base, current, sub.guard, now):
+                    out.events.append(_event("member.updated", now, sub.org.organization_id,
+                                             sub.base.member_id, after.mfa_phone_number, member=after))
+        return out
+
+    # --- reading a subject --------------------------------------------------------------------------
+
+    def _subject(self, org: Organization, base: Member, now: float,
+                 extra: Sequence[str]) -> Generator[_Request, Any, tuple[_Subject, dict[str, Entry]]]:
+        oid, mid = org.organization_id, base.member_id
+        k_member, k_guard, k_code = keys.member(oid, mid), keys.guard(oid, mid), keys.code(oid, mid)
+        got = yield _Read([k_member, k_guard, k_code, *extra])
+        overlay = _value(got, k_member, MemberState, core.EMPTY_OVERLAY)
+        guard = core.settle_guard(_value(got, k_guard, GuardState, core.OPEN_GUARD), now)
+        code = core.settle_code(_value(got, k_code, CodeState, core.NO_CODE), now)
+        member = core.merged_member(base, overlay, guard, now)
+        return _Subject(org, base, overlay, guard, code, member, k_member, k_guard, k_code), got
+
+    def _token_record(self, got: dict[str, Entry], sub: _Subject, token: tuple[str, str] | None,
+                      now: float) -> tuple[str, LoginState | SessionState | None, str]:
+        """Step 3: the passed token's record, valid and the member's own; returns (kind, record, digest)."""
+        if token is None:
+            return "", None, ""
+        kind, value = token
+        if kind == "jwt":
+            raise TokenError("unable_to_parse_session_jwt", "session_jwt: no JWTs are issued in local mode")
+        digest = token_digest(value)
+        oid, mid = sub.org.organization_id, sub.base.member_id
+        if kind == "ist":
+            return kind, core.check_ist(_value(got, keys.login(digest), LoginState, None), oid, mid, now), digest
+        session = core.check_session(_value(got, keys.session(digest), SessionState, None), oid, mid, now,
+                                     sub.member, self.policy)
+        return kind, session, digest
+
+    @staticmethod
+    def _token_key(token: tuple[str, str] | None) -> list[str]:
+        if token is None or token[0] == "jwt":
+            return []
+        digest = token_digest(token[1])
+        return [keys.login(digest) if token[0] == "ist" else keys.session(digest)]
+
+    def _phone_holder(self, sub: _Subject, e164: str) -> Generator[_Request, Any, tuple[str | None, str]]:
+        """Who else in the organization has ``e164`` linked: (member id or None, link-index key)."""
+        oid, mid = sub.org.organization_id, sub.base.member_id
+        k_link = keys.link(oid, e164)
+        other = yield _Dir("find_member_by_phone", (oid, e164))
+        extra = [keys.member(oid, other.member_id)] if other is not None and other.member_id != mid else []
+        got = yield _Read([k_link, *extra])
+        link = _value(got, k_link, PhoneLink, None)
+        if link is not None and link.member_id != mid:
+            return link.member_id, k_link
+        if extra and other is not None:
+            overlay = _value(got, extra[0], MemberState, core.EMPTY_OVERLAY)
+            if overlay.phone is None:  # the directory's number still applies to that member
+                return other.member_id, k_link
+        return None, k_link
+
+    # --- send ------------------------------------------------------------------------------------
+
+    def _decide_send(self, verdict: object, now: float, org: Organization, base: Member,
+                     token: tuple[str, str] | None, given: Phone | None, locale: str | None) -> Step:
+        sub, got = yield from self._subject(org, base, now, self._token_key(token))
+        kind, record, digest = self._token_record(got, sub, token, now)          # 3
+        core.check_lock(sub.guard, now)                                           # 4
+        member = sub.member
+        core.check_methods(org, member)                                           # 5
+        linked = member.mfa_phone_number                                          # 6
+        link_key = None
+        if linked:
+            if given is None:
+                dest = parse_phone(linked, "member.mfa_phone_number")
+            elif _same_phone(linked, given.e164):
+                dest = given
+            else:
+                raise PolicyRefusal("duplicate_member_phone_number_for_member",
+                                    "mfa_phone_number: the member already has a different phone number")
+            linking = False
+        elif given is None:
+            raise PolicyRefusal("member_phone_number_not_found",
+                                "mfa_phone_number: the member has no phone number and none was given")
+        else:
+            holder, link_key = (yield from self._phone_holder(sub, given.e164))
+            if holder is not None:
+                raise PolicyRefusal("duplicate_member_phone_number",
+                                    "mfa_phone_number: linked to another member of the organization")
+            dest, linking = given, True
+        if member.has_active_factor:                                              # 7
+            if record is None:
+                raise PolicyRefusal("no_associated_session_passed_in",
+                                    "a token of the member is required: the member has an active MFA factor")
+            if linking and (
+                (isinstance(record, SessionState) and record.state is not SessionPhase.ACTIVE)
+                or not core.carries_active_factor(record.factors, member)
+            ):
+                raise PolicyRefusal("insufficient_factors",
+                                    "linking a phone needs a token carrying the member's existing MFA factor")
+        purpose = "link" if linking else ("step_up" if kind == "session" else "login")
+        out = _Outcome()
+        out.delivery = yield from self._admit(verdict, out, sub, now, dest, linking=linking, link_key=link_key,
+                                   bound_to=digest, purpose=purpose, locale=locale, automatic=False)
+
+        def finish(_delivered: bool) -> SendResult:
+            return SendResult(member_id=base.member_id, member=self._after(sub, out, now), organization=org)
+
+        out.finish = finish
+        return out
+
+    def _admit(self, verdict: object, out: _Outcome, sub: _Subject, now: float, dest: Phone, *,
+               linking: bool, link_key: str | None, bound_to: str, purpose: str, locale: str | None,
+               automatic: bool) -> Generator[_Request, Any, _Delivery]:
+        """Steps 8–10 and admission: destination, hooks, limits, then the writes of an admitted send."""
+        policy = self.policy
+        oid, mid = sub.org.organization_id, sub.base.member_id
+        region = check_destination(dest, allowed_regions=policy.allowed_regions,     # 8
+                                   unsupported_regions=policy.unsupported_regions,
+                                   blocked_number_types=policy.blocked_type_values,
+                                   test_numbers=policy.test_numbers)
+        if verdict is not None:                                                      # 9
+            key = (oid, mid, f"{dest.e164}|{purpose}|{bound_to}")
+            if verdict is _PROBE or (isinstance(verdict, _HookVerdict) and verdict.key != key):
+                context = SendContext(organization=sub.org, member=sub.member, phone_number=dest.e164,
+                                      region=region, locale=locale, purpose=purpose, automatic=automatic, at=now)
+                raise _NeedHooks(context, key)
+            assert isinstance(verdict, _HookVerdict)
+            if verdict.error is not None:
+                raise verdict.error
+        limits = [("member", keys.window_member(oid, mid), policy.send_limit_per_member),   # 10
+                  ("phone", keys.window_phone(dest.e164), policy.send_limit_per_phone)]
+        if policy.send_limit_per_region is not None and region:
+            limits.append(("region", keys.window_region(region), policy.send_limit_per_region))
+        if policy.send_limit_global is not None:
+            limits.append(("global", keys.WINDOW_GLOBAL, policy.send_limit_global))
+        got = yield _Read([k for _, k, _ in limits])
+        windows = [(name, _value(got, k, SendWindow, _NO_WINDOW), limit) for name, k, limit in limits]
+        core.check_limits(policy, now, windows, windows[0][1])
+        for (_, k, (_, seconds)), (_, window, _) in zip(limits, windows, strict=True):   # admit
+            keep = max(seconds, policy.resend_cooldown)
+            out.writes[k] = Write(core.counted(window, now, keep), now + keep)
+        code_id = secrets.token_hex(8)
+        prepared = self._provider.prepare(code_id=code_id, to=dest.e164, locale=locale, organization_id=oid,
+                                          member_id=mid)
+        code = clone(sub.code)
+        machine.fire(machine.CODE, "issue", code, code=CodeState(
+            code_id=code_id, digest=prepared.digest, bound_to=bound_to, purpose=purpose, phone=dest.e164,
+            sent_at=now, expires_at=now + policy.otp_ttl))
+        out.writes[sub.k_code] = Write(code, code.expires_at)
+        undo = None
+        if linking:
+            undo = sub.overlay
+            overlay = clone(sub.overlay)
+            if policy.link_phone_on == "send":
+                overlay.phone, overlay.phone_verified = dest.e164, False
+                assert link_key is not None
+                out.writes[link_key] = Write(PhoneLink(mid))
+                out.events.append(_event("phone.linked", now, oid, mid, dest.e164, verified=False))
+            else:
+                overlay.pending_phone = dest.e164
+                link_key = None
+            out.writes[sub.k_member] = Write(overlay)
+            self._member_changed(out, sub, overlay, sub.guard, now)
+        return _Delivery(prepared, sub, purpose, automatic, undo, link_key if linking else None)
+
+    # --- primary authentication -------------------------------------------------------------------
+
+    def _decide_primary(self, verdict: object, now: float, org: Organization, base: Member,
+                        method: str, session_token: str | None, locale: str | None, ist: str) -> Step:
+        policy = self.policy
+        token = None if session_token is None else ("session", session_token)
+        sub, got = yield from self._subject(org, base, now, self._token_key(token))
+        _, passed, passed_digest = self._token_record(got, sub, token, now)
+        core.check_lock(sub.guard, now)
+        member = sub.member
+        oid, mid = org.organization_id, base.member_id
+        out = _Outcome()
+        primary = Factor(*core.PRIMARY_FACTORS[method], now)
+        owed = core.mfa_owed(org, member)
+
+        if method != "discovery" and isinstance(passed, SessionState) and passed.state is SessionPhase.ACTIVE:
+            session = clone(passed)
+            machine.fire(machine.SESSION, "add_factor", session, factor=primary, now=now)
+            out.writes[keys.session(passed_digest)] = Write(session, session.expires_at)
+            out.finish = lambda _: PrimaryAuthResult(
+                member_id=mid, organization_id=oid, member=member, organization=org, member_authenticated=True,
+                session_token=session_token or "", member_session=core.member_session(session, org))
+            return out
+        if method != "discovery" and not owed:
+            token_value, new = self._new_session(out, sub, (primary,), now, policy.default_session_minutes)
+            out.finish = lambda _: PrimaryAuthResult(
+                member_id=mid, organization_id=oid, member=member, organization=org, member_authenticated=True,
+                session_token=token_value, member_session=core.member_session(new, org))
+            return out
+
+        ist_digest = token_digest(ist)
+        login = LoginState(oid, mid, now + policy.ist_ttl, (primary,))
+        out.writes[keys.login(ist_digest)] = Write(login, login.expires_at)
+        if method != "discovery" and owed and core.sms_conditions(org, member):
+            try:
+                dest = parse_phone(member.mfa_phone_number, "member.mfa_phone_number")
+                out.delivery = yield from self._admit(verdict, out, sub, now, dest, linking=False, link_key=None,
+                                           bound_to=ist_digest, purpose="login", locale=locale, automatic=True)
+            except MfaError as refusal:
+                out.events.append(_event("otp.refused", now, oid, mid, member.mfa_phone_number,
+                                         refusal.error_type, purpose="login", automatic=True))
+
+        def finish(delivered: bool) -> PrimaryAuthResult:
+            return PrimaryAuthResult(
+                member_id=mid, organization_id=oid, member=member, organization=org,
+                member_authenticated=False, intermediate_session_token=ist,
+                mfa_required=core.mfa_required(member, out.delivery is not None and delivered) if owed else None)
+
+        out.finish = finish
+        return out
+
+    @staticmethod
+    def _consume(out: _Outcome, record: LoginState, digest: str) -> None:
+        """The IST is single-use: consumed in the same commit that issues the session."""
+        login = clone(record)
+        if not machine.fire(machine.LOGIN, "consume", login):
+            raise TokenError("intermediate_session_not_found", "intermediate_session_token: already used")
+        out.writes[keys.login(digest)] = Write(None)
+
+    def _new_session(self, out: _Outcome, sub: _Subject, factors: tuple[Factor, ...], now: float,
+                     minutes: int) -> tuple[str, SessionState]:
+        token = new_token()
+        session = SessionState(f"member-session-{secrets.token_hex(16)}", sub.org.organization_id,
+                               sub.base.member_id, now, now, now + 60 * minutes, factors)
+        out.writes[keys.session(token_digest(token))] = Write(session, session.expires_at)
+        out.events.append(_event("session.created", now, session.organization_id, session.member_id,
+                                 factors=[f.type for f in factors]))
+        return token, session
+
+    # --- authenticate ------------------------------------------------------------------------------
+
+    def _decide_authenticate(self, now: float, org: Organization, base: Member,
+                             token: tuple[str, str], code_input: object, minutes: int | None,
+                             enrollment: str | None, set_default: bool | None) -> Step:
+        policy = self.policy
+        sub, got = yield from self._subject(org, base, now, self._token_key(token))
+        _, record, digest = self._token_record(got, sub, token, now)             # 3
+        core.check_lock(sub.guard, now)                                           # 4
+        member = sub.member
+        core.check_methods(org, member)                                           # 4b
+        code = sub.code
+        oid, mid = org.organization_id, base.member_id
+        if code.state is not CodePhase.SENT:                                      # 5
+            raise CodeRejected("unable_to_auth_otp_code",
+                               "code: the member has no live code (none sent, expired, used, or too many attempts)")
+        matched = (                                                               # 6
+            is_code_shaped(code_input)
+            and code.bound_to in ("", digest)
+            and self._provider.verify(code.code_id, code_input, code.digest)  # type: ignore[arg-type]
+        )
+        out = _Outcome()
+        code = clone(code)
+        if not machine.fire(machine.CODE, "verify", code, matched=matched):
+            guard = clone(sub.guard)
+            machine.fire(machine.CODE, "reject", code, max_attempts=policy.max_attempts_per_code)
+            machine.fire(machine.GUARD, "fail", guard, now=now, threshold=policy.lockout_threshold,
+                         lock_for=policy.lockout_duration)
+            out.events.append(_event("otp.failed", now, oid, mid, code.phone, "otp_code_not_found",
+                                     attempts=code.attempts, failures=guard.failures))
+            if guard.state is GuardPhase.LOCKED:
+                machine.fire(machine.CODE, "kill", code)
+                out.events.append(_event("member.locked", now, oid, mid, code.phone,
+                                         "user_lock_limit_reached", locked_until=guard.locked_until))
+                out.error = RateLimited("user_lock_limit_reached", "member: locked after too many wrong codes")
+            else:
+                out.error = CodeRejected("otp_code_not_found", "code: wrong code")
+            out.writes[sub.k_code] = Write(code if code.state is CodePhase.SENT else None, code.expires_at)
+            out.writes[sub.k_guard] = Write(guard, guard.locked_until or None)
+            self._member_changed(out, sub, sub.overlay, guard, now)
+            return out
+
+        phone = code.phone
+        changes: dict[str, object] = {}  # only what differs from the merged view: a routine login writes none
+        overlay = sub.overlay
+        if not overlay.phone and overlay.pending_phone == phone and policy.link_phone_on == "verify" \
+                and not member.mfa_phone_number:
+            holder, link_key = (yield from self._phone_holder(sub, phone))
+            if holder is not None:
+                raise PolicyRefusal("duplicate_member_phone_number",
+                                    "mfa_phone_number: linked to another member of the organization")
+            changes.update(phone=phone, pending_phone="", phone_verified=True)
+            out.writes[link_key] = Write(PhoneLink(mid))
+            out.events.append(_event("phone.linked", now, oid, mid, phone, verified=True))
+        elif not member.mfa_phone_number_verified and _same_phone(member.mfa_phone_number, phone):
+            changes.update(phone=phone, phone_verified=True)
+        out.writes[sub.k_code] = Write(None)
+        enrolled = True if org.mfa_policy == "REQUIRED_FOR_ALL" else (
+            None if enrollment is None else enrollment == "enroll")
+        if enrolled is not None and enrolled != member.mfa_enrolled:
+            changes["enrolled"] = enrolled
+        if set_default and member.default_mfa_method != "sms_otp":
+            changes["default_mfa_method"] = "sms_otp"
+        guard = sub.guard
+        if guard.failures:
+            guard = clone(guard)
+            machine.fire(machine.GUARD, "succeed", guard)
+            out.writes[sub.k_guard] = Write(guard)
+        if changes:
+            overlay = replace(overlay, **changes)
+            out.writes[sub.k_member] = Write(overlay)
+        out.events.append(_event("otp.verified", now, oid, mid, phone, purpose=code.purpose))
+        after = self._member_changed(out, sub, overlay, guard, now)
+        factor = Factor(*core.SMS_FACTOR, now, phone)
+        session_token = ""
+        if isinstance(record, LoginState):
+            self._consume(out, record, digest)
+            session_token, session = self._new_session(
+                out, sub, (*record.factors, factor), now,
+                minutes if minutes is not None else policy.default_session_minutes)
+        else:
+            assert isinstance(record, SessionState)
+            session_token = token[1]
+            session = self._grow_session(out, record, digest, factor, now, minutes)
+        out.finish = lambda _: AuthenticateResult(member_id=mid, member=after, organization=org,
+                                                  session_token=session_token,
+                                                  member_session=core.member_session(session, org))
+        return out
+
+    def _grow_session(self, out: _Outcome, record: SessionState, digest: str, factor: Factor, now: float,
+                      minutes: int | None) -> SessionState:
+        """A session gains a factor; one that needed a step-up completes it (spec §6.10)."""
+        session = clone(record)
+        expires_at = None if minutes is None else now + 60 * minutes
+        step_up = session.state is SessionPhase.STEP_UP_REQUIRED
+        machine.fire(machine.SESSION, "step_up" if step_up else "add_factor", session, factor=factor, now=now,
+                     expires_at=expires_at)
+        if not step_up and expires_at is not None:
+            session.expires_at = expires_at
+        out.writes[keys.session(digest)] = Write(session, session.expires_at)
+        if step_up:
+            out.events.append(_event("session.step_up_completed", now, session.organization_id, session.member_id,
+                                     factor=factor.type))
+        return session
+
+    # --- sessions ------------------------------------------------------------------------------------
+
+    def _decide_session_check(self, verdict: object, now: float, token: str) -> Step:
+        digest = token_digest(token)
+        k_session = keys.session(digest)
+        got = yield _Read([k_session])
+        record = core.check_session(_value(got, k_session, SessionState, None), None, None, now, None, self.policy)
+        org, base = yield from self._resolve(record.organization_id, record.member_id, require_active=False)
+        sub, _ = yield from self._subject(org, base, now, ())
+        session = core.check_session(record, None, None, now, sub.member, self.policy)
+        out = _Outcome()
+        oid, mid = org.organization_id, base.member_id
+        if session.state is SessionPhase.ACTIVE:
+            session = clone(session)
+            machine.fire(machine.SESSION, "touch", session, now=now)
+            out.writes[k_session] = Write(session, session.expires_at)
+            out.finish = lambda _: SessionCheck(member_session=core.member_session(session, org),
+                                                step_up_required=False)
+            return out
+        if session is not record:
+            out.writes[k_session] = Write(session, session.expires_at)
+        member = sub.member
+        out.events.append(_event("session.step_up_required", now, oid, mid, member.mfa_phone_number))
+        code = sub.code
+        live = code.state is CodePhase.SENT and code.bound_to == digest and code.purpose == "step_up"
+        locked = sub.guard.state is GuardPhase.LOCKED
+        if not live and not locked and self.policy.resend_on_inactivity and core.sms_conditions(org, member) \
+                and base.status == "active":
+            try:
+                dest = parse_phone(member.mfa_phone_number, "member.mfa_phone_number")
+                out.delivery = yield from self._admit(verdict, out, sub, now, dest, linking=False, link_key=None,
+                                           bound_to=digest, purpose="step_up", locale=None, automatic=True)
+            except MfaError as refusal:
+                out.events.append(_event("otp.refused", now, oid, mid, member.mfa_phone_number,
+                                         refusal.error_type, purpose="step_up", automatic=True))
+
+        def finish(delivered: bool) -> SessionCheck:
+            initiated = live or (out.delivery is not None and delivered)
+            return SessionCheck(member_session=core.member_session(session, org), step_up_required=True,
+                                secondary_auth_initiated="sms_otp" if initiated else None)
+
+        out.finish = finish
+        return out
+
+    # --- caller-verified factors, phone deletion ----------------------------------------------------
+
+    def _decide_record_factor(self, now: float, org: Organization, base: Member,
+                              token: tuple[str, str], factor_type: str) -> Step:
+        sub, got = yield from self._subject(org, base, now, self._token_key(token))
+        _, record, digest = self._token_record(got, sub, token, now)
+        core.check_lock(sub.guard, now)
+        factor = Factor(*core.RECORDED_FACTORS[factor_type], now)
+        out = _Outcome()
+        if isinstance(record, LoginState):
+            self._consume(out, record, digest)
+            session_token, session = self._new_session(out, sub, (*record.factors, factor), now,
+                                                       self.policy.default_session_minutes)
+        else:
+            assert isinstance(record, SessionState)
+            session_token = token[1]
+            session = self._grow_session(out, record, digest, factor, now, None)
+        member = sub.member
+        out.finish = lambda _: AuthenticateResult(member_id=base.member_id, member=member, organization=org,
+                                                  session_token=session_token,
+                                                  member_session=core.member_session(session, org))
+        return out
+
+    def _decide_delete_phone(self, now: float, org: Organization, base: Member) -> Step:
+        sub, _ = yield from self._subject(org, base, now, ())
+        out = _Outcome()
+        oid, mid = org.organization_id, base.member_id
+        old = sub.member.mfa_phone_number
+        overlay = clone(sub.overlay)
+        overlay.phone, overlay.phone_verified, overlay.pending_phone = "", False, ""
+        if overlay != sub.overlay:
+            out.writes[sub.k_member] = Write(overlay)
+        if old:
+            k_link = keys.link(oid, old)
+            link = _value((yield _Read([k_link])), k_link, PhoneLink, None)
+            if link is not None and link.member_id == mid:
+                out.writes[k_link] = Write(None)
+        if sub.code.state is CodePhase.SENT:
+            code = clone(sub.code)
+            machine.fire(machine.CODE, "kill", code)
+            out.writes[sub.k_code] = Write(None)
+        after = self._member_changed(out, sub, overlay, sub.guard, now)
+        out.finish = lambda _: after
+        return out
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def _member_changed(self, out: _Outcome, sub: _Subject, overlay: MemberState, guard: GuardState,
+                        now: float) -> Member:
+        """Emit member.updated when the merged view changes; return the view after the change."""
+        if overlay is sub.overlay and guard is sub.guard:
+            return sub.member
+        after = core.merged_member(sub.base, overlay, guard, now)
+        if after != sub.member:
+            out.events.append(_event("member.updated", now, sub.org.organization_id, sub.base.member_id,
+                                     after.mfa_phone_number, member=after))
+        return after
+
+    def _after(self, sub: _Subject, out: _Outcome, now: float) -> Member:
+        write = out.writes.get(sub.k_member)
+        overlay = write.value if write is not None and isinstance(write.value, MemberState) else sub.overlay
+        return core.merged_member(sub.base, overlay, sub.guard, now)
+
+
+_NO_WINDOW: Final = SendWindow()
+
+
+def _value(got: dict[str, Entry], key: str, kind: type[Any], default: Any) -> Any:
+    entry = got.get(key)
+    if entry is None:
+        return default
+    if not isinstance(entry.value, kind):
+        raise StoreFailure("internal_server_error", f"store: record under {key.split(':', 1)[0]} has the wrong type")
+    return entry.value
+
+
+def _same_phone(raw: str, e164: str) -> bool:
+    """Whether a stored number (E.164, or as the directory wrote it) is ``e164``."""
+    return bool(raw) and canonical_phone(raw) == e164
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """Anything but an MfaError raised while talking to the store fails closed."""
+    try:
+        yield
+    except (MfaError, _NeedHooks):
+        raise
+    except Exception as exc:
+        logger.exception("mfa_flow: store failure (%s); failing closed", type(exc).__name__)
+        raise StoreFailure("internal_server_error", "the store failed; nothing was changed") from exc
+
