@@ -4,6 +4,7 @@
 """
 
 from mfa_flow._version import __version__
+from mfa_flow.aio import AsyncMfaFlow
 from mfa_flow.clock import Clock, SystemClock
 from mfa_flow.diagram import diagram
 from mfa_flow.directory import Directory, MemoryDirectory
@@ -24,6 +25,7 @@ from mfa_flow.results import (
 )
 
 __all__ = [
+    "AsyncMfaFlow",
     "AuthenticateResult",
     "AuthenticationFactor",
     "Clock",

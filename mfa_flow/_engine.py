@@ -7,6 +7,7 @@ call from the read, never once a delivery was attempted. Events are emitted afte
 
 from __future__ import annotations
 
+import inspect
 import logging
 import secrets
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -177,11 +178,13 @@ def _event(name: str, now: float, org_id: str, member_id: str, phone: str = "", 
 
 
 class FlowEngine:
-    """SMS OTP multi-factor authentication with the rules of Stytch's B2B endpoint. Thread-safe.
+    """What MfaFlow and AsyncMfaFlow share: configuration, argument checks and the decisions.
 
     With no arguments it runs on embedded defaults: an in-memory directory and store, codes generated
     here and printed by the console gateway (development only), the system clock, a random key.
     """
+
+    _asynchronous = False  # AsyncMfaFlow awaits plug points; MfaFlow refuses asynchronous ones
 
     def __init__(
         self,
@@ -221,6 +224,13 @@ class FlowEngine:
         for name, items in (("events", self._sinks), ("before_send", self._hooks)):
             if not all(callable(f) for f in items):
                 raise ConfigurationError(f"{name}: every item must be callable")
+        if not self._asynchronous:
+            plugs = [("transport", getattr(transport, "deliver", None)), *(("before_send", h) for h in self._hooks),
+                     ("directory", getattr(self.directory, "get_member", None)),
+                     ("store", getattr(self.store, "transaction", None))]
+            for name, fn in plugs:
+                if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+                    raise ConfigurationError(f"{name}: asynchronous; use AsyncMfaFlow")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self.store!r}, transport={self.transport!r})"
