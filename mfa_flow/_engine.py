@@ -298,7 +298,7 @@ class FlowEngine:
 
     def _plan_record_factor(self, now: float, organization_id: object, member_id: object, factor_type: object,
                             ist: object, session_token: object) -> Plan:
-        if factor_type not in core.RECORDED_FACTORS:
+        if not isinstance(factor_type, str) or factor_type not in core.RECORDED_FACTORS:
             raise RequestError("bad_request", f"factor_type: must be one of {sorted(core.RECORDED_FACTORS)}")
         token = _one_token(ist, session_token, None, required=True)
         assert token is not None
@@ -428,8 +428,8 @@ class FlowEngine:
                 out.writes[sub.k_member] = Write(delivery.undo_overlay)
                 if delivery.link_key and delivery.link_key in got:
                     out.writes[delivery.link_key] = Write(None)
-                after = core.merged_member(sub.base, delivery.undo_overlay, sub.guard, now)
-                if after != core.merged_member(sub.base, current, sub.guard, now):
+                after = core.merged_member(sub.base, delivery.undo_overlay, sub.guard)
+                if after != core.merged_member(sub.base, current, sub.guard):
                     out.events.append(_event("member.updated", now, sub.org.organization_id,
                                              sub.base.member_id, after.mfa_phone_number, member=after))
         return out
@@ -444,7 +444,7 @@ class FlowEngine:
         overlay = _value(got, k_member, MemberState, core.EMPTY_OVERLAY)
         guard = core.settle_guard(_value(got, k_guard, GuardState, core.OPEN_GUARD), now)
         code = core.settle_code(_value(got, k_code, CodeState, core.NO_CODE), now)
-        member = core.merged_member(base, overlay, guard, now)
+        member = core.merged_member(base, overlay, guard)
         return _Subject(org, base, overlay, guard, code, member, k_member, k_guard, k_code), got
 
     def _token_record(self, got: dict[str, Entry], sub: _Subject, token: tuple[str, str] | None,
@@ -492,7 +492,7 @@ class FlowEngine:
                      token: tuple[str, str] | None, given: Phone | None, locale: str | None) -> Step:
         sub, got = yield from self._subject(org, base, now, self._token_key(token))
         kind, record, digest = self._token_record(got, sub, token, now)          # 3
-        core.check_lock(sub.guard, now)                                           # 4
+        core.check_lock(sub.guard)                                           # 4
         member = sub.member
         core.check_methods(org, member)                                           # 5
         linked = member.mfa_phone_number                                          # 6
@@ -531,7 +531,7 @@ class FlowEngine:
                                    bound_to=digest, purpose=purpose, locale=locale, automatic=False)
 
         def finish(_delivered: bool) -> SendResult:
-            return SendResult(member_id=base.member_id, member=self._after(sub, out, now), organization=org)
+            return SendResult(member_id=base.member_id, member=self._after(sub, out), organization=org)
 
         out.finish = finish
         return out
@@ -599,7 +599,7 @@ class FlowEngine:
         token = None if session_token is None else ("session", session_token)
         sub, got = yield from self._subject(org, base, now, self._token_key(token))
         _, passed, passed_digest = self._token_record(got, sub, token, now)
-        core.check_lock(sub.guard, now)
+        core.check_lock(sub.guard)
         member = sub.member
         oid, mid = org.organization_id, base.member_id
         out = _Outcome()
@@ -668,7 +668,7 @@ class FlowEngine:
         policy = self.policy
         sub, got = yield from self._subject(org, base, now, self._token_key(token))
         _, record, digest = self._token_record(got, sub, token, now)             # 3
-        core.check_lock(sub.guard, now)                                           # 4
+        core.check_lock(sub.guard)                                           # 4
         member = sub.member
         core.check_methods(org, member)                                           # 4b
         code = sub.code
@@ -772,7 +772,7 @@ class FlowEngine:
         k_session = keys.session(digest)
         got = yield _Read([k_session])
         record = core.check_session(_value(got, k_session, SessionState, None), None, None, now, None, self.policy)
-        org, base = yield from self._resolve(record.organization_id, record.member_id, require_active=False)
+        org, base = yield from self._resolve(record.organization_id, record.member_id)
         sub, _ = yield from self._subject(org, base, now, ())
         session = core.check_session(record, None, None, now, sub.member, self.policy)
         out = _Outcome()
@@ -815,7 +815,7 @@ class FlowEngine:
                               token: tuple[str, str], factor_type: str) -> Step:
         sub, got = yield from self._subject(org, base, now, self._token_key(token))
         _, record, digest = self._token_record(got, sub, token, now)
-        core.check_lock(sub.guard, now)
+        core.check_lock(sub.guard)
         factor = Factor(*core.RECORDED_FACTORS[factor_type], now)
         out = _Outcome()
         if isinstance(record, LoginState):
@@ -861,16 +861,16 @@ class FlowEngine:
         """Emit member.updated when the merged view changes; return the view after the change."""
         if overlay is sub.overlay and guard is sub.guard:
             return sub.member
-        after = core.merged_member(sub.base, overlay, guard, now)
+        after = core.merged_member(sub.base, overlay, guard)
         if after != sub.member:
             out.events.append(_event("member.updated", now, sub.org.organization_id, sub.base.member_id,
                                      after.mfa_phone_number, member=after))
         return after
 
-    def _after(self, sub: _Subject, out: _Outcome, now: float) -> Member:
+    def _after(self, sub: _Subject, out: _Outcome) -> Member:
         write = out.writes.get(sub.k_member)
         overlay = write.value if write is not None and isinstance(write.value, MemberState) else sub.overlay
-        return core.merged_member(sub.base, overlay, sub.guard, now)
+        return core.merged_member(sub.base, overlay, sub.guard)
 
 
 _NO_WINDOW: Final = SendWindow()
@@ -898,6 +898,7 @@ def _store_errors() -> Iterator[None]:
     except (MfaError, _NeedHooks):
         raise
     except Exception as exc:
-        logger.exception("mfa_flow: store failure (%s); failing closed", type(exc).__name__)
+        logger.exception("mfa_flow: internal failure (%s) in the store or a decision; failing closed",
+                         type(exc).__name__)
         raise StoreFailure("internal_server_error", "the store failed; nothing was changed") from exc
 

@@ -84,9 +84,9 @@ NO_CODE: Final = CodeState()
 
 # --- the merged member view (spec §2) ---------------------------------------------------------------
 
-def merged_member(base: Member, overlay: MemberState, guard: GuardState, now: float) -> Member:
+def merged_member(base: Member, overlay: MemberState, guard: GuardState) -> Member:
     """The directory's record overlaid with what the flow wrote, and the lock state."""
-    locked = guard.state is GuardPhase.LOCKED and now < guard.locked_until
+    locked = guard.state is GuardPhase.LOCKED  # settled by the caller: the machine decides when it ends
     phone = canonical_phone(base.mfa_phone_number) if overlay.phone is None else overlay.phone
     if (overlay is EMPTY_OVERLAY and not locked and not base.is_locked and base.lock_expires_at is None
             and phone == base.mfa_phone_number):
@@ -194,8 +194,9 @@ def check_session(session: SessionState | None, organization_id: str | None, mem
     return session
 
 
-def check_lock(guard: GuardState, now: float) -> None:
-    if guard.state is GuardPhase.LOCKED and now < guard.locked_until:
+def check_lock(guard: GuardState) -> None:
+    """``guard`` must be settled (``settle_guard``): the lock ends only through the machine's unlock."""
+    if guard.state is GuardPhase.LOCKED:
         raise RateLimited("user_lock_limit_reached", "member: locked after too many wrong codes")
 
 

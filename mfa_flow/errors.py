@@ -89,6 +89,10 @@ class MfaError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(error_type={self.error_type!r}, error_message={self.error_message!r})"
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Picklable (task queues, multiprocessing) although __init__ takes more than the message."""
+        return (error_for, (self.error_type, self.error_message))
+
     def to_dict(self) -> dict[str, object]:
         """Stytch's error body: all five fields, always."""
         return {

@@ -1,0 +1,37 @@
+"""benchmarks/bench_flow.py stays runnable: a --quick smoke run prints its figures (no assertion on speed)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks" / "bench_flow.py"
+NUMBER = r"(\d+(?:\.\d+)?)"
+
+
+@pytest.mark.timeout(180)
+def test_bench_flow_quick_prints_its_figures() -> None:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run(  # noqa: S603 - this interpreter and the project's own script
+        [sys.executable, str(BENCH), "--quick"], cwd=ROOT, env=env, capture_output=True, timeout=170,
+        check=False,
+    )
+    out = done.stdout.decode("utf-8")
+    assert done.returncode == 0, out + done.stderr.decode("utf-8", "replace")
+    figures = []
+    for pattern in (rf"ours \(MfaFlow\):\s+{NUMBER} µs/login", rf"baseline \(hand-written\):\s+{NUMBER} µs/login",
+                    rf"ratio ours/baseline:\s+{NUMBER}", rf"{NUMBER} bytes per pending login"):
+        found = re.search(pattern, out)
+        assert found is not None, f"{pattern!r} not in:\n{out}"
+        figures.append(float(found.group(1)))
+    ours_us, base_us, ratio_value, per_login = figures
+    assert ours_us > 0
+    assert base_us > 0
+    assert per_login > 0
+    assert ratio_value == pytest.approx(ours_us / base_us, rel=0.01, abs=0.01)

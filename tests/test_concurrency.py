@@ -1,0 +1,302 @@
+"""Concurrency (reference security.md C1, C2) against the default MemoryStore.
+
+Threads are released together at a ``threading.Barrier``; every test is bounded by pytest-timeout.
+The last tests run the same races on a deliberately non-atomic store and assert that it *does* break,
+which proves these races can see a double use or a lost update when the store lets one through.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from mfa_flow import AuthenticateResult, Event, Member, MfaError, MfaFlow, Organization, Policy
+from mfa_flow.state import keys
+from mfa_flow.stores import Entry, MemoryStore, Store, Write
+from mfa_flow.testing import FakeClock, FakeTransport
+
+ORG = "organization-test-1"
+MEMBER = "member-test-1"
+PHONE = "+14155550123"
+THREADS = 32
+C1_REPETITIONS = 200
+C2_REPETITIONS = 25
+#: C1 losers: the IST is consumed (a serialising store answers this) or the code is used (a store that
+#: lets the losers read before the winner's commit and retries them answers this).
+C1_LOSER_ERRORS = frozenset({"unable_to_auth_otp_code", "intermediate_session_not_found"})
+#: Generous send limits so repeated logins of one member in one test never hit them.
+ROOMY = {"send_limit_per_member": (1000, 600), "send_limit_per_phone": (1000, 600)}
+
+Outcome = tuple[str, Any]  # ("ok", result) or ("error", exception)
+
+
+# --------------------------------------------------------------------------------------------- harness
+
+
+def race(n: int, work: Callable[[int], Any], *, timeout: float = 30.0) -> list[Outcome]:
+    """Run ``work(i)`` for i in range(n) on n threads released together at a barrier."""
+    barrier = threading.Barrier(n)
+    outcomes: list[Outcome | None] = [None] * n
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait(timeout)
+            outcomes[i] = ("ok", work(i))
+        except BaseException as exc:  # every outcome is inspected by the test
+            outcomes[i] = ("error", exc)
+
+    threads = [threading.Thread(target=worker, args=(i,), name=f"race-{i}", daemon=True) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(deadline - time.monotonic(), 0.0))
+    assert not any(t.is_alive() for t in threads), "a racing thread did not finish in time"
+    assert all(o is not None for o in outcomes)
+    return [o for o in outcomes if o is not None]
+
+
+def error_types(outcomes: Iterable[Outcome]) -> Counter[str]:
+    """error_type of every MfaError; any other exception fails the test at once."""
+    counts: Counter[str] = Counter()
+    for kind, value in outcomes:
+        if kind == "error":
+            if not isinstance(value, MfaError):
+                raise AssertionError(f"a racing call raised {type(value).__name__}, not an MfaError") from value
+            counts[value.error_type] += 1
+    return counts
+
+
+def successes(outcomes: Iterable[Outcome]) -> list[Any]:
+    return [value for kind, value in outcomes if kind == "ok"]
+
+
+def failure_count(flow: MfaFlow, org: str = ORG, member: str = MEMBER) -> int:
+    """The member's failure counter as the store holds it (0 when the guard record was never written)."""
+    key = keys.guard(org, member)
+    with flow.store.transaction() as tx:
+        entry = tx.read([key]).get(key)
+    if entry is None:
+        return 0
+    failures = getattr(entry.value, "failures", None)
+    if failures is None and isinstance(entry.value, Mapping):
+        failures = entry.value["failures"]
+    assert isinstance(failures, int)
+    return failures
+
+
+class World:
+    """One organization (MFA required for all) and one member with a verified phone, on fake time."""
+
+    def __init__(self, *, store: Store | None = None, policy: Policy | None = None) -> None:
+        self.clock = FakeClock()
+        self.transport = FakeTransport()
+        self.events: list[Event] = []
+        self.flow = MfaFlow(clock=self.clock, transport=self.transport, store=store, events=[self.events.append],
+                            policy=policy if policy is not None else Policy(**ROOMY))
+        self.flow.directory.put_organization(Organization(ORG, organization_slug="acme",
+                                                          mfa_policy="REQUIRED_FOR_ALL"))
+        self.flow.directory.put_member(Member(MEMBER, ORG, email_address="a@example.com",
+                                              mfa_phone_number=PHONE, mfa_phone_number_verified=True))
+
+    def login(self) -> tuple[str, str]:
+        """Primary authentication with the automatic send: (IST, code)."""
+        result = self.flow.authenticate_primary(ORG, MEMBER, "email_magic_link")
+        assert result.mfa_required is not None
+        assert result.mfa_required.secondary_auth_initiated == "sms_otp"
+        return result.intermediate_session_token, self.transport.last_code(MEMBER)
+
+    def authenticate(self, code: str, ist: str) -> AuthenticateResult:
+        return self.flow.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist)
+
+
+def distinct_wrong_codes(code: str, n: int) -> list[str]:
+    """n distinct six-digit codes, none equal to ``code``."""
+    return [f"{(int(code) + 1 + i) % 1_000_000:06d}" for i in range(n)]
+
+
+def outcome_of(call: Callable[..., object], *args: object) -> str:
+    try:
+        call(*args)
+    except MfaError as exc:
+        return exc.error_type
+    return "ok"
+
+
+# ------------------------------------------------------------------------------ a deliberately broken store
+
+
+class _RacyTransaction:
+    """Reads under the store's lock, then lets go; commit sleeps and writes blind (no version check)."""
+
+    def __init__(self, inner: MemoryStore, pause: float) -> None:
+        self._inner = inner
+        self._pause = pause
+
+    def read(self, keys: Iterable[str]) -> dict[str, Entry]:
+        with self._inner.transaction() as tx:  # the lock is held only for the read
+            return tx.read(keys)
+
+    def commit(self, writes: Mapping[str, Write], now: float) -> bool:
+        time.sleep(self._pause)  # a window in which every other thread reads the same state
+        with self._inner.transaction() as tx:  # a fresh transaction that read nothing: a blind write
+            return tx.commit(writes, now)
+
+
+class NonAtomicStore:
+    """A MemoryStore wrapped so that read-decide-commit is NOT atomic: the textbook check-then-act bug."""
+
+    durable = False
+
+    def __init__(self, inner: MemoryStore | None = None, pause: float = 0.003) -> None:
+        self.inner = inner if inner is not None else MemoryStore()
+        self.pause = pause
+
+    @contextmanager
+    def transaction(self) -> Iterator[_RacyTransaction]:
+        yield _RacyTransaction(self.inner, self.pause)
+
+
+# ----------------------------------------------------------------------------------------------------- C1
+
+
+def c1_round(world: World) -> tuple[list[AuthenticateResult], Counter[str]]:
+    """32 threads submit the same correct code with the same IST."""
+    ist, code = world.login()
+    outcomes = race(THREADS, lambda _: world.authenticate(code, ist))
+    return successes(outcomes), error_types(outcomes)
+
+
+@pytest.mark.timeout(120)
+def test_c1_same_correct_code_accepted_exactly_once() -> None:
+    started = time.monotonic()
+    for repetition in range(C1_REPETITIONS):
+        world = World()
+        won, refused = c1_round(world)
+        assert len(won) == 1, f"repetition {repetition}: {len(won)} sessions from one code"
+        assert isinstance(won[0], AuthenticateResult)
+        assert won[0].session_token
+        assert sum(refused.values()) == THREADS - 1
+        assert set(refused) <= C1_LOSER_ERRORS, f"repetition {repetition}: {dict(refused)}"
+        # Refusals before the comparison never count (spec §6.6): the counter stays 0.
+        assert failure_count(world.flow) == 0, f"repetition {repetition}"
+        assert len(world.transport.sent) == 1  # nobody sent anything more
+    assert time.monotonic() - started < 60
+
+
+@pytest.mark.timeout(120)
+def test_c1_losers_leave_no_trace_on_the_failure_counter() -> None:
+    """Behavioural proof that the 31 refused calls were not counted: 9 wrong codes then do not lock."""
+    world = World(policy=Policy())  # the defaults: 5 attempts per code, lock at the 10th failure
+    won, _ = c1_round(world)
+    assert len(won) == 1
+    ist, code = world.login()
+    wrong = distinct_wrong_codes(code, 9)
+    answers = [outcome_of(world.authenticate, c, ist) for c in wrong[:5]]
+    assert answers == ["otp_code_not_found"] * 5  # the 5th kills the code
+    world.flow.send_sms_otp(ORG, MEMBER, intermediate_session_token=ist)
+    code = world.transport.last_code(MEMBER)
+    answers = [outcome_of(world.authenticate, c, ist) for c in distinct_wrong_codes(code, 4)]
+    assert answers == ["otp_code_not_found"] * 4  # 9 failures in all: one more would lock
+    assert not world.flow.get_member(ORG, MEMBER).is_locked
+    assert world.authenticate(code, ist).session_token
+
+
+# ----------------------------------------------------------------------------------------------------- C2
+
+
+def c2_round(world: World) -> tuple[str, str, Counter[str], int]:
+    """32 threads each submit a distinct wrong code for one live code."""
+    ist, code = world.login()
+    wrong = distinct_wrong_codes(code, THREADS)
+    outcomes = race(THREADS, lambda i: world.authenticate(wrong[i], ist))
+    assert not successes(outcomes), "a wrong code was accepted"
+    return ist, code, error_types(outcomes), failure_count(world.flow)
+
+
+@pytest.mark.timeout(120)
+def test_c2_distinct_wrong_codes_no_lost_updates_and_the_code_dies() -> None:
+    for repetition in range(C2_REPETITIONS):
+        world = World(policy=Policy(lockout_threshold=100, max_attempts_per_code=5, **ROOMY))
+        ist, code, refused, failures = c2_round(world)
+        assert refused == Counter({"otp_code_not_found": 5, "unable_to_auth_otp_code": THREADS - 5}), \
+            f"repetition {repetition}"
+        assert failures == 5, f"repetition {repetition}: counter {failures}"
+        # The code died at its 5th attempt: the right code is refused, and that refusal is not counted.
+        assert outcome_of(world.authenticate, code, ist) == "unable_to_auth_otp_code"
+        assert failure_count(world.flow) == 5
+        assert not world.flow.get_member(ORG, MEMBER).is_locked
+
+
+@pytest.mark.timeout(120)
+def test_c2_every_wrong_code_counted_when_the_caps_are_high() -> None:
+    for repetition in range(C2_REPETITIONS):
+        world = World(policy=Policy(lockout_threshold=100, max_attempts_per_code=100, **ROOMY))
+        ist, code, refused, failures = c2_round(world)
+        assert refused == Counter({"otp_code_not_found": THREADS}), f"repetition {repetition}"
+        assert failures == THREADS, f"repetition {repetition}: counter {failures} (lost updates)"
+        # The code is still live after 32 of its 100 attempts; the success resets the counter.
+        assert world.authenticate(code, ist).session_token
+        assert failure_count(world.flow) == 0
+
+
+@pytest.mark.timeout(120)
+def test_c2_racing_wrong_codes_lock_exactly_at_the_threshold() -> None:
+    for repetition in range(C2_REPETITIONS):
+        world = World(policy=Policy(lockout_threshold=10, max_attempts_per_code=100, **ROOMY))
+        ist, code, refused, failures = c2_round(world)
+        # 9 wrong codes answer otp_code_not_found, the 10th locks, the other 22 meet the lock.
+        assert refused == Counter({"otp_code_not_found": 9, "user_lock_limit_reached": THREADS - 9}), \
+            f"repetition {repetition}"
+        assert failures == 10
+        assert [e.name for e in world.events].count("member.locked") == 1
+        assert world.flow.get_member(ORG, MEMBER).is_locked
+        assert outcome_of(world.authenticate, code, ist) == "user_lock_limit_reached"
+
+
+# ------------------------------------------------------------------------- the races can see a broken store
+
+
+@pytest.mark.timeout(120)
+def test_c1_race_detects_double_acceptance_on_a_non_atomic_store() -> None:
+    """The same race on a check-then-act store accepts one code more than once in at least one try."""
+    most = 0
+    for _ in range(20):
+        world = World(store=NonAtomicStore())
+        won, refused = c1_round(world)
+        assert set(refused) <= C1_LOSER_ERRORS
+        most = max(most, len({r.session_token for r in won}))
+        if most > 1:
+            break
+    assert most > 1, "the C1 race never saw the broken store double-accept: the test has no power"
+
+
+@pytest.mark.timeout(120)
+def test_c2_race_detects_lost_updates_on_a_non_atomic_store() -> None:
+    """The same race on a check-then-act store loses failure-counter updates in at least one try."""
+    lowest = THREADS
+    for _ in range(20):
+        world = World(store=NonAtomicStore(), policy=Policy(lockout_threshold=100, max_attempts_per_code=100,
+                                                            **ROOMY))
+        *_, failures = c2_round(world)
+        lowest = min(lowest, failures)
+        if lowest < THREADS:
+            break
+    assert lowest < THREADS, "the C2 race never lost an update on the broken store: the test has no power"
+
+
+def test_non_atomic_store_is_a_faithful_store_without_concurrency() -> None:
+    """The broken store behaves like a store when calls do not overlap, so only the race breaks it."""
+    world = World(store=NonAtomicStore(pause=0.0))
+    ist, code = world.login()
+    assert outcome_of(world.authenticate, distinct_wrong_codes(code, 1)[0], ist) == "otp_code_not_found"
+    assert failure_count(world.flow) == 1
+    assert world.authenticate(code, ist).session_token
+    assert outcome_of(world.authenticate, code, ist) == "intermediate_session_not_found"
+    assert failure_count(world.flow) == 0

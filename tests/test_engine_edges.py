@@ -1,0 +1,51 @@
+"""Edges found in review: pickling errors, non-string factor types, sessions of deactivated members."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from mfa_flow import Member, MfaError, MfaFlow, Organization
+from mfa_flow.errors import CodeRejected, ConfigurationError, error_for
+from mfa_flow.testing import FakeClock, FakeTransport
+
+ORG, MEMBER, PHONE = "organization-test-1", "member-test-1", "+14155550123"
+
+
+def make_flow() -> tuple[MfaFlow, FakeTransport]:
+    transport = FakeTransport()
+    flow = MfaFlow(clock=FakeClock(), transport=transport)
+    flow.directory.put_organization(Organization(ORG, mfa_policy="REQUIRED_FOR_ALL"))
+    flow.directory.put_member(Member(MEMBER, ORG, mfa_phone_number=PHONE, mfa_phone_number_verified=True))
+    return flow, transport
+
+
+def test_errors_survive_pickling_with_their_layer_and_fields() -> None:
+    for error in (error_for("otp_code_not_found", "code: wrong code"), ConfigurationError("Policy.x: bad")):
+        copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own object
+        assert type(copy) is type(error)
+        assert (copy.error_type, copy.status_code, copy.error_message) == (
+            error.error_type, error.status_code, error.error_message)
+    assert isinstance(pickle.loads(pickle.dumps(error_for("otp_code_not_found", "x"))), CodeRejected)  # noqa: S301
+
+
+@pytest.mark.parametrize("factor_type", [["totp"], {"totp": 1}, 7, None])
+def test_record_mfa_factor_refuses_a_non_string_factor_type_as_bad_request(factor_type: object) -> None:
+    flow, _ = make_flow()
+    ist = flow.authenticate_primary(ORG, MEMBER, "sso").intermediate_session_token
+    with pytest.raises(MfaError) as caught:
+        flow.record_mfa_factor(ORG, MEMBER, factor_type, intermediate_session_token=ist)  # type: ignore[arg-type]
+    assert caught.value.error_type == "bad_request"
+
+
+def test_authenticate_session_refuses_the_session_of_a_member_no_longer_active() -> None:
+    flow, transport = make_flow()
+    ist = flow.authenticate_primary(ORG, MEMBER, "sso").intermediate_session_token
+    session = flow.authenticate_sms_otp(ORG, MEMBER, transport.last_code(), intermediate_session_token=ist)
+    assert not flow.authenticate_session(session_token=session.session_token).step_up_required
+    flow.directory.put_member(Member(MEMBER, ORG, status="deleted", mfa_phone_number=PHONE,
+                                     mfa_phone_number_verified=True))
+    with pytest.raises(MfaError) as caught:
+        flow.authenticate_session(session_token=session.session_token)
+    assert caught.value.error_type == "action_available_only_for_active_members"
