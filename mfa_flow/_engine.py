@@ -157,7 +157,24 @@ def _text(value: object, field: str) -> str:
     return value
 
 
-def _one_token(ist: object, session_token: object, session_jwt: object, *, required: bool) -> tuple[str, str] | None:
+@attrs.frozen(slots=True)
+class _Token:
+    """A token the caller passed: its kind, its value, and the store key of its SHA-256."""
+
+    kind: str  # "ist" | "session" | "jwt"
+    value: str = attrs.field(repr=False)
+    digest: str
+    key: str
+
+    @classmethod
+    def of(cls, kind: str, value: str) -> _Token:
+        if kind == "jwt":
+            return cls(kind, value, "", "")
+        digest = token_digest(value)
+        return cls(kind, value, digest, keys.login(digest) if kind == "ist" else keys.session(digest))
+
+
+def _one_token(ist: object, session_token: object, session_jwt: object, *, required: bool) -> _Token | None:
     given = [(k, v) for k, v in (("ist", ist), ("session", session_token), ("jwt", session_jwt)) if v is not None]
     if len(given) > 1:
         raise RequestError("too_many_session_arguments", "pass at most one of intermediate_session_token, "
@@ -169,7 +186,7 @@ def _one_token(ist: object, session_token: object, session_jwt: object, *, requi
         return None
     kind, value = given[0]
     field = {"ist": "intermediate_session_token", "session": "session_token", "jwt": "session_jwt"}[kind]
-    return kind, _text(value, field)
+    return _Token.of(kind, _text(value, field))
 
 
 def _event(name: str, now: float, org_id: str, member_id: str, phone: str = "", reason: str | None = None,
@@ -292,9 +309,9 @@ class FlowEngine:
     def _plan_session_check(self, now: float, session_token: object, session_jwt: object) -> Plan:
         token = _one_token(None, session_token, session_jwt, required=True)
         assert token is not None
-        if token[0] == "jwt":
+        if token.kind == "jwt":
             raise TokenError("unable_to_parse_session_jwt", "session_jwt: no JWTs are issued in local mode")
-        return partial(self._decide_session_check, now=now, token=token[1])
+        return partial(self._decide_session_check, now=now, token=token)
 
     def _plan_record_factor(self, now: float, organization_id: object, member_id: object, factor_type: object,
                             ist: object, session_token: object) -> Plan:
@@ -387,20 +404,20 @@ class FlowEngine:
             sub, msg = delivery.subject, delivery.prepared.message
             org_id, mid = sub.org.organization_id, sub.base.member_id
             if failure is None:
-                events.append(_event("otp.sent", now, org_id, mid, msg.to, purpose=delivery.purpose,
-                                     automatic=delivery.automatic, locale=msg.locale))
+                self._note(events, "otp.sent", now, org_id, mid, msg.to, purpose=delivery.purpose,
+                                     automatic=delivery.automatic, locale=msg.locale)
             else:
                 rejected = isinstance(failure, DeliveryRejected)
                 if not rejected and not isinstance(failure, DeliveryUnknown):
                     logger.error("mfa_flow: the gateway raised %s; treating it as DeliveryUnknown (the code "
                                  "stays live, nothing is retried)", type(failure).__name__)
                 events.extend(undo_events)
-                events.append(_event("delivery.failed", now, org_id, mid, msg.to,
+                self._note(events, "delivery.failed", now, org_id, mid, msg.to,
                                      "rejected" if rejected else "unknown", purpose=delivery.purpose,
-                                     automatic=delivery.automatic))
+                                     automatic=delivery.automatic)
                 if delivery.automatic:
-                    events.append(_event("otp.refused", now, org_id, mid, msg.to, "downstream_carrier_error",
-                                         purpose=delivery.purpose, automatic=True))
+                    self._note(events, "otp.refused", now, org_id, mid, msg.to, "downstream_carrier_error",
+                                         purpose=delivery.purpose, automatic=True)
                 else:
                     error = DeliveryFailed("downstream_carrier_error", "the SMS gateway " + (
                         "refused the message" if rejected else "may not have delivered the message"))
@@ -430,8 +447,8 @@ class FlowEngine:
                     out.writes[delivery.link_key] = Write(None)
                 after = core.merged_member(sub.base, delivery.undo_overlay, sub.guard)
                 if after != core.merged_member(sub.base, current, sub.guard):
-                    out.events.append(_event("member.updated", now, sub.org.organization_id,
-                                             sub.base.member_id, after.mfa_phone_number, member=after))
+                    self._note(out, "member.updated", now, sub.org.organization_id,
+                                             sub.base.member_id, after.mfa_phone_number, member=after)
         return out
 
     # --- reading a subject --------------------------------------------------------------------------
@@ -447,28 +464,22 @@ class FlowEngine:
         member = core.merged_member(base, overlay, guard)
         return _Subject(org, base, overlay, guard, code, member, k_member, k_guard, k_code), got
 
-    def _token_record(self, got: dict[str, Entry], sub: _Subject, token: tuple[str, str] | None,
-                      now: float) -> tuple[str, LoginState | SessionState | None, str]:
-        """Step 3: the passed token's record, valid and the member's own; returns (kind, record, digest)."""
+    def _token_record(self, got: dict[str, Entry], sub: _Subject, token: _Token | None,
+                      now: float) -> LoginState | SessionState | None:
+        """Step 3: the passed token's record, valid and the member's own."""
         if token is None:
-            return "", None, ""
-        kind, value = token
-        if kind == "jwt":
+            return None
+        if token.kind == "jwt":
             raise TokenError("unable_to_parse_session_jwt", "session_jwt: no JWTs are issued in local mode")
-        digest = token_digest(value)
         oid, mid = sub.org.organization_id, sub.base.member_id
-        if kind == "ist":
-            return kind, core.check_ist(_value(got, keys.login(digest), LoginState, None), oid, mid, now), digest
-        session = core.check_session(_value(got, keys.session(digest), SessionState, None), oid, mid, now,
-                                     sub.member, self.policy)
-        return kind, session, digest
+        if token.kind == "ist":
+            return core.check_ist(_value(got, token.key, LoginState, None), oid, mid, now)
+        return core.check_session(_value(got, token.key, SessionState, None), oid, mid, now, sub.member,
+                                  self.policy)
 
     @staticmethod
-    def _token_key(token: tuple[str, str] | None) -> list[str]:
-        if token is None or token[0] == "jwt":
-            return []
-        digest = token_digest(token[1])
-        return [keys.login(digest) if token[0] == "ist" else keys.session(digest)]
+    def _token_key(token: _Token | None) -> list[str]:
+        return [token.key] if token is not None and token.key else []
 
     def _phone_holder(self, sub: _Subject, e164: str) -> Generator[_Request, Any, tuple[str | None, str]]:
         """Who else in the organization has ``e164`` linked: (member id or None, link-index key)."""
@@ -489,9 +500,10 @@ class FlowEngine:
     # --- send ------------------------------------------------------------------------------------
 
     def _decide_send(self, verdict: object, now: float, org: Organization, base: Member,
-                     token: tuple[str, str] | None, given: Phone | None, locale: str | None) -> Step:
+                     token: _Token | None, given: Phone | None, locale: str | None) -> Step:
         sub, got = yield from self._subject(org, base, now, self._token_key(token))
-        kind, record, digest = self._token_record(got, sub, token, now)          # 3
+        record = self._token_record(got, sub, token, now)                      # 3
+        kind, digest = (token.kind, token.digest) if token is not None else ("", "")
         core.check_lock(sub.guard)                                           # 4
         member = sub.member
         core.check_methods(org, member)                                           # 5
@@ -583,7 +595,7 @@ class FlowEngine:
                 overlay.phone, overlay.phone_verified = dest.e164, False
                 assert link_key is not None
                 out.writes[link_key] = Write(PhoneLink(mid))
-                out.events.append(_event("phone.linked", now, oid, mid, dest.e164, verified=False))
+                self._note(out, "phone.linked", now, oid, mid, dest.e164, verified=False)
             else:
                 overlay.pending_phone = dest.e164
                 link_key = None
@@ -596,9 +608,10 @@ class FlowEngine:
     def _decide_primary(self, verdict: object, now: float, org: Organization, base: Member,
                         method: str, session_token: str | None, locale: str | None, ist: str) -> Step:
         policy = self.policy
-        token = None if session_token is None else ("session", session_token)
+        token = None if session_token is None else _Token.of("session", session_token)
         sub, got = yield from self._subject(org, base, now, self._token_key(token))
-        _, passed, passed_digest = self._token_record(got, sub, token, now)
+        passed = self._token_record(got, sub, token, now)
+        passed_digest = token.digest if token is not None else ""
         core.check_lock(sub.guard)
         member = sub.member
         oid, mid = org.organization_id, base.member_id
@@ -630,8 +643,8 @@ class FlowEngine:
                 out.delivery = yield from self._admit(verdict, out, sub, now, dest, linking=False, link_key=None,
                                            bound_to=ist_digest, purpose="login", locale=locale, automatic=True)
             except MfaError as refusal:
-                out.events.append(_event("otp.refused", now, oid, mid, member.mfa_phone_number,
-                                         refusal.error_type, purpose="login", automatic=True))
+                self._note(out, "otp.refused", now, oid, mid, member.mfa_phone_number,
+                                         refusal.error_type, purpose="login", automatic=True)
 
         def finish(delivered: bool) -> PrimaryAuthResult:
             return PrimaryAuthResult(
@@ -656,18 +669,19 @@ class FlowEngine:
         session = SessionState(f"member-session-{secrets.token_hex(16)}", sub.org.organization_id,
                                sub.base.member_id, now, now, now + 60 * minutes, factors)
         out.writes[keys.session(token_digest(token))] = Write(session, session.expires_at)
-        out.events.append(_event("session.created", now, session.organization_id, session.member_id,
-                                 factors=[f.type for f in factors]))
+        self._note(out, "session.created", now, session.organization_id, session.member_id,
+                                 factors=[f.type for f in factors])
         return token, session
 
     # --- authenticate ------------------------------------------------------------------------------
 
     def _decide_authenticate(self, now: float, org: Organization, base: Member,
-                             token: tuple[str, str], code_input: object, minutes: int | None,
+                             token: _Token, code_input: object, minutes: int | None,
                              enrollment: str | None, set_default: bool | None) -> Step:
         policy = self.policy
         sub, got = yield from self._subject(org, base, now, self._token_key(token))
-        _, record, digest = self._token_record(got, sub, token, now)             # 3
+        record = self._token_record(got, sub, token, now)                      # 3
+        digest = token.digest
         core.check_lock(sub.guard)                                           # 4
         member = sub.member
         core.check_methods(org, member)                                           # 4b
@@ -688,12 +702,12 @@ class FlowEngine:
             machine.fire(machine.CODE, "reject", code, max_attempts=policy.max_attempts_per_code)
             machine.fire(machine.GUARD, "fail", guard, now=now, threshold=policy.lockout_threshold,
                          lock_for=policy.lockout_duration)
-            out.events.append(_event("otp.failed", now, oid, mid, code.phone, "otp_code_not_found",
-                                     attempts=code.attempts, failures=guard.failures))
+            self._note(out, "otp.failed", now, oid, mid, code.phone, "otp_code_not_found",
+                                     attempts=code.attempts, failures=guard.failures)
             if guard.state is GuardPhase.LOCKED:
                 machine.fire(machine.CODE, "kill", code)
-                out.events.append(_event("member.locked", now, oid, mid, code.phone,
-                                         "user_lock_limit_reached", locked_until=guard.locked_until))
+                self._note(out, "member.locked", now, oid, mid, code.phone,
+                                         "user_lock_limit_reached", locked_until=guard.locked_until)
                 out.error = RateLimited("user_lock_limit_reached", "member: locked after too many wrong codes")
             else:
                 out.error = CodeRejected("otp_code_not_found", "code: wrong code")
@@ -713,7 +727,7 @@ class FlowEngine:
                                     "mfa_phone_number: linked to another member of the organization")
             changes.update(phone=phone, pending_phone="", phone_verified=True)
             out.writes[link_key] = Write(PhoneLink(mid))
-            out.events.append(_event("phone.linked", now, oid, mid, phone, verified=True))
+            self._note(out, "phone.linked", now, oid, mid, phone, verified=True)
         elif not member.mfa_phone_number_verified and _same_phone(member.mfa_phone_number, phone):
             changes.update(phone=phone, phone_verified=True)
         out.writes[sub.k_code] = Write(None)
@@ -731,7 +745,7 @@ class FlowEngine:
         if changes:
             overlay = replace(overlay, **changes)
             out.writes[sub.k_member] = Write(overlay)
-        out.events.append(_event("otp.verified", now, oid, mid, phone, purpose=code.purpose))
+        self._note(out, "otp.verified", now, oid, mid, phone, purpose=code.purpose)
         after = self._member_changed(out, sub, overlay, guard, now)
         factor = Factor(*core.SMS_FACTOR, now, phone)
         session_token = ""
@@ -742,7 +756,7 @@ class FlowEngine:
                 minutes if minutes is not None else policy.default_session_minutes)
         else:
             assert isinstance(record, SessionState)
-            session_token = token[1]
+            session_token = token.value
             session = self._grow_session(out, record, digest, factor, now, minutes)
         out.finish = lambda _: AuthenticateResult(member_id=mid, member=after, organization=org,
                                                   session_token=session_token,
@@ -761,15 +775,14 @@ class FlowEngine:
             session.expires_at = expires_at
         out.writes[keys.session(digest)] = Write(session, session.expires_at)
         if step_up:
-            out.events.append(_event("session.step_up_completed", now, session.organization_id, session.member_id,
-                                     factor=factor.type))
+            self._note(out, "session.step_up_completed", now, session.organization_id, session.member_id,
+                                     factor=factor.type)
         return session
 
     # --- sessions ------------------------------------------------------------------------------------
 
-    def _decide_session_check(self, verdict: object, now: float, token: str) -> Step:
-        digest = token_digest(token)
-        k_session = keys.session(digest)
+    def _decide_session_check(self, verdict: object, now: float, token: _Token) -> Step:
+        digest, k_session = token.digest, token.key
         got = yield _Read([k_session])
         record = core.check_session(_value(got, k_session, SessionState, None), None, None, now, None, self.policy)
         org, base = yield from self._resolve(record.organization_id, record.member_id)
@@ -787,7 +800,7 @@ class FlowEngine:
         if session is not record:
             out.writes[k_session] = Write(session, session.expires_at)
         member = sub.member
-        out.events.append(_event("session.step_up_required", now, oid, mid, member.mfa_phone_number))
+        self._note(out, "session.step_up_required", now, oid, mid, member.mfa_phone_number)
         code = sub.code
         live = code.state is CodePhase.SENT and code.bound_to == digest and code.purpose == "step_up"
         locked = sub.guard.state is GuardPhase.LOCKED
@@ -798,8 +811,8 @@ class FlowEngine:
                 out.delivery = yield from self._admit(verdict, out, sub, now, dest, linking=False, link_key=None,
                                            bound_to=digest, purpose="step_up", locale=None, automatic=True)
             except MfaError as refusal:
-                out.events.append(_event("otp.refused", now, oid, mid, member.mfa_phone_number,
-                                         refusal.error_type, purpose="step_up", automatic=True))
+                self._note(out, "otp.refused", now, oid, mid, member.mfa_phone_number,
+                                         refusal.error_type, purpose="step_up", automatic=True)
 
         def finish(delivered: bool) -> SessionCheck:
             initiated = live or (out.delivery is not None and delivered)
@@ -812,9 +825,10 @@ class FlowEngine:
     # --- caller-verified factors, phone deletion ----------------------------------------------------
 
     def _decide_record_factor(self, now: float, org: Organization, base: Member,
-                              token: tuple[str, str], factor_type: str) -> Step:
+                              token: _Token, factor_type: str) -> Step:
         sub, got = yield from self._subject(org, base, now, self._token_key(token))
-        _, record, digest = self._token_record(got, sub, token, now)
+        record = self._token_record(got, sub, token, now)
+        digest = token.digest
         core.check_lock(sub.guard)
         factor = Factor(*core.RECORDED_FACTORS[factor_type], now)
         out = _Outcome()
@@ -824,7 +838,7 @@ class FlowEngine:
                                                        self.policy.default_session_minutes)
         else:
             assert isinstance(record, SessionState)
-            session_token = token[1]
+            session_token = token.value
             session = self._grow_session(out, record, digest, factor, now, None)
         member = sub.member
         out.finish = lambda _: AuthenticateResult(member_id=base.member_id, member=member, organization=org,
@@ -856,6 +870,13 @@ class FlowEngine:
 
     # --- helpers ---------------------------------------------------------------------------------------
 
+    def _note(self, out: _Outcome | list[Event], name: str, now: float, org_id: str, member_id: str,
+              phone: str = "", reason: str | None = None, **data: Any) -> None:
+        """Record an event for after the commit; nobody listening (no sinks, no DEBUG log) costs nothing."""
+        if self._sinks or logger.isEnabledFor(logging.DEBUG):
+            (out.events if isinstance(out, _Outcome) else out).append(
+                _event(name, now, org_id, member_id, phone, reason, **data))
+
     def _member_changed(self, out: _Outcome, sub: _Subject, overlay: MemberState, guard: GuardState,
                         now: float) -> Member:
         """Emit member.updated when the merged view changes; return the view after the change."""
@@ -863,8 +884,8 @@ class FlowEngine:
             return sub.member
         after = core.merged_member(sub.base, overlay, guard)
         if after != sub.member:
-            out.events.append(_event("member.updated", now, sub.org.organization_id, sub.base.member_id,
-                                     after.mfa_phone_number, member=after))
+            self._note(out, "member.updated", now, sub.org.organization_id, sub.base.member_id,
+                                     after.mfa_phone_number, member=after)
         return after
 
     def _after(self, sub: _Subject, out: _Outcome) -> Member:
@@ -890,15 +911,19 @@ def _same_phone(raw: str, e164: str) -> bool:
     return bool(raw) and canonical_phone(raw) == e164
 
 
+def _internal_failure(exc: BaseException) -> StoreFailure:
+    """Anything but an MfaError raised by the store or inside a decision fails closed."""
+    logger.error("mfa_flow: internal failure (%s) in the store or a decision; failing closed", type(exc).__name__,
+                 exc_info=exc)
+    return StoreFailure("internal_server_error", "the store failed; nothing was changed")
+
+
 @contextmanager
 def _store_errors() -> Iterator[None]:
-    """Anything but an MfaError raised while talking to the store fails closed."""
+    """``_internal_failure`` as a scope, for drivers that cannot wrap their body in one try."""
     try:
         yield
     except (MfaError, _NeedHooks):
         raise
     except Exception as exc:
-        logger.exception("mfa_flow: internal failure (%s) in the store or a decision; failing closed",
-                         type(exc).__name__)
-        raise StoreFailure("internal_server_error", "the store failed; nothing was changed") from exc
-
+        raise _internal_failure(exc) from exc

@@ -50,6 +50,9 @@ class MemoryDirectory:
         return org
 
     def get_member(self, org_ref: str, member_ref: str) -> Member | None:
+        member = self._members.get((org_ref, member_ref))  # the flow passes resolved ids
+        if member is not None:
+            return member
         org = self.get_organization(org_ref)
         if org is None:
             return None

@@ -14,9 +14,9 @@ from mfa_flow._engine import (
     Step,
     _Dir,
     _HookVerdict,
+    _internal_failure,
     _NeedHooks,
     _Outcome,
-    _store_errors,
 )
 from mfa_flow.errors import MfaError, StoreFailure
 from mfa_flow.events import Event, SendContext, emit
@@ -117,10 +117,15 @@ class MfaFlow(FlowEngine):
     def _transact(self, step: Callable[[], Step], now: float) -> _Outcome:
         """Run a decision in a store transaction and commit its writes; re-run a lost compare-and-set."""
         for _ in range(MAX_RERUNS):
-            with _store_errors(), self.store.transaction() as tx:
-                outcome = self._drive(step(), tx)
-                if not outcome.writes or tx.commit(outcome.writes, now):
-                    return outcome
+            try:
+                with self.store.transaction() as tx:
+                    outcome = self._drive(step(), tx)
+                    if not outcome.writes or tx.commit(outcome.writes, now):
+                        return outcome
+            except (MfaError, _NeedHooks):
+                raise
+            except Exception as exc:
+                raise _internal_failure(exc) from exc
         raise StoreFailure("internal_server_error", "the store kept changing under this call; try again")
 
     def _drive(self, step: Step, tx: Transaction) -> _Outcome:

@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 MAX_PHONE_LENGTH = 64
+_UNKNOWN = phonenumbers.PhoneNumberType.UNKNOWN
 
 #: phonenumbers' PhoneNumberType values by name, for policies written as strings.
 NUMBER_TYPE_NAMES: dict[str, int] = {
@@ -91,15 +92,17 @@ def check_destination(
     """
     number = phone.number
     is_test = phone.e164 in test_numbers
-    # The region is looked up once: phonenumbers' own is_valid_number and number_type each repeat it.
+    # Validity is "a region and a known type for it" (what is_valid_number computes), so the type is
+    # matched once: phonenumbers' is_valid_number and number_type would each match it again.
     region: str | None = phonenumbers.region_code_for_number(number)
-    if not is_test and (region is None or not phonenumbers.is_valid_number_for_region(number, region)):
+    kind = phonenumbers.number_type(number) if region is not None else _UNKNOWN
+    if not is_test and kind == _UNKNOWN:
         raise InvalidPhoneNumber("invalid_phone_number", "phone number: not a valid number")
     if number.extension:
         raise InvalidPhoneNumber("invalid_phone_number", "phone number: extensions are not accepted")
     if is_test:
         return region
-    if phonenumbers.number_type(number) in blocked_number_types:
+    if kind in blocked_number_types:
         raise InvalidPhoneNumber("invalid_phone_number", "phone number: this type of number is refused")
     if region not in allowed_regions:
         raise InvalidPhoneNumber(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
+from typing import Self
 
 from mfa_flow.stores._base import TTL_GRACE, Entry, Write
 
@@ -15,11 +15,20 @@ _SWEEP_EVERY = 4096
 
 
 class _MemoryTransaction:
+    """Holds the store's lock from ``__enter__`` to ``__exit__``: a commit in it never loses."""
+
     __slots__ = ("_read", "_store")
 
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
         self._read: dict[str, int] = {}
+
+    def __enter__(self) -> Self:
+        self._store._lock.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._store._lock.release()
 
     def read(self, keys: Iterable[str]) -> dict[str, Entry]:
         data = self._store._data
@@ -69,10 +78,8 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._data)
 
-    @contextmanager
-    def transaction(self) -> Iterator[_MemoryTransaction]:
-        with self._lock:
-            yield _MemoryTransaction(self)
+    def transaction(self) -> _MemoryTransaction:
+        return _MemoryTransaction(self)
 
     def _sweep(self, now: float) -> None:
         """Drop records past their expiry and grace; correctness never depends on it."""
