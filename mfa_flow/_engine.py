@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import random
 import secrets
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -66,7 +67,7 @@ from mfa_flow.transports import (
     SmsGateway,
 )
 
-__all__ = ["MAX_RERUNS", "FlowEngine", "Plan", "Step"]
+__all__ = ["MAX_RERUNS", "FlowEngine", "Plan", "Step", "rerun_delay"]
 
 logger = logging.getLogger("mfa_flow")
 
@@ -909,6 +910,12 @@ def _value(got: dict[str, Entry], key: str, kind: type[Any], default: Any) -> An
 def _same_phone(raw: str, e164: str) -> bool:
     """Whether a stored number (E.164, or as the directory wrote it) is ``e164``."""
     return bool(raw) and canonical_phone(raw) == e164
+
+
+def rerun_delay(attempt: int) -> float:
+    """Seconds to wait before re-running a call that lost its compare-and-set: jittered and doubling,
+    so callers racing on one member (optimistic stores such as Redis) spread out instead of colliding."""
+    return random.uniform(0, 0.002 * 2**attempt)  # noqa: S311 - jitter, not a secret
 
 
 def _internal_failure(exc: BaseException) -> StoreFailure:

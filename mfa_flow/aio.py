@@ -6,6 +6,7 @@ plug point returns is awaited when it is awaitable. The decisions themselves nev
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
@@ -23,6 +24,7 @@ from mfa_flow._engine import (
     _NeedHooks,
     _Outcome,
     _store_errors,
+    rerun_delay,
 )
 from mfa_flow.errors import MfaError, StoreFailure
 from mfa_flow.events import Event, SendContext, emit
@@ -124,7 +126,7 @@ class AsyncMfaFlow(FlowEngine):
             raise self._refused(refusal_event, now, org_ref, member_ref, exc) from None
 
     async def _transact(self, step: Callable[[], Step], now: float) -> _Outcome:
-        for _ in range(MAX_RERUNS):
+        for attempt in range(MAX_RERUNS):
             scope = self.store.transaction()
             with _store_errors():
                 if isinstance(scope, AbstractAsyncContextManager):
@@ -137,6 +139,7 @@ class AsyncMfaFlow(FlowEngine):
                         committed = not outcome.writes or tx.commit(outcome.writes, now)
             if committed:
                 return outcome
+            await asyncio.sleep(rerun_delay(attempt))
         raise StoreFailure("internal_server_error", "the store kept changing under this call; try again")
 
     async def _drive(self, step: Step, tx: Any) -> _Outcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar, cast
@@ -17,6 +18,7 @@ from mfa_flow._engine import (
     _internal_failure,
     _NeedHooks,
     _Outcome,
+    rerun_delay,
 )
 from mfa_flow.errors import MfaError, StoreFailure
 from mfa_flow.events import Event, SendContext, emit
@@ -116,7 +118,7 @@ class MfaFlow(FlowEngine):
 
     def _transact(self, step: Callable[[], Step], now: float) -> _Outcome:
         """Run a decision in a store transaction and commit its writes; re-run a lost compare-and-set."""
-        for _ in range(MAX_RERUNS):
+        for attempt in range(MAX_RERUNS):
             try:
                 with self.store.transaction() as tx:
                     outcome = self._drive(step(), tx)
@@ -126,6 +128,7 @@ class MfaFlow(FlowEngine):
                 raise
             except Exception as exc:
                 raise _internal_failure(exc) from exc
+            time.sleep(rerun_delay(attempt))
         raise StoreFailure("internal_server_error", "the store kept changing under this call; try again")
 
     def _drive(self, step: Step, tx: Transaction) -> _Outcome:
