@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import random
 import secrets
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -915,7 +914,7 @@ def _same_phone(raw: str, e164: str) -> bool:
 def rerun_delay(attempt: int) -> float:
     """Seconds to wait before re-running a call that lost its compare-and-set: jittered and doubling,
     so callers racing on one member (optimistic stores such as Redis) spread out instead of colliding."""
-    return random.uniform(0, 0.002 * 2**attempt)  # noqa: S311 - jitter, not a secret
+    return secrets.randbelow(1001) / 1000 * 0.002 * 2**attempt  # `random` is kept out of the package
 
 
 def _internal_failure(exc: BaseException) -> StoreFailure:
