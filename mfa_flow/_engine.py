@@ -54,7 +54,7 @@ from mfa_flow.state import (
     keys,
     replace,
 )
-from mfa_flow.stores import MemoryStore, Store, Write
+from mfa_flow.stores import AsyncStore, MemoryStore, Store, Write
 from mfa_flow.stores._base import Entry
 from mfa_flow.transports import (
     CodeProvider,
@@ -208,7 +208,7 @@ class FlowEngine:
         *,
         policy: Policy | None = None,
         directory: Directory | None = None,
-        store: Store | None = None,
+        store: Store | AsyncStore | None = None,
         transport: SmsGateway | CodeProvider | None = None,
         clock: Clock | None = None,
         events: Iterable[EventSink] = (),
@@ -219,7 +219,7 @@ class FlowEngine:
             raise ConfigurationError("policy: must be a mfa_flow.Policy")
         self.policy = policy if policy is not None else Policy()
         self.directory: Directory = directory if directory is not None else MemoryDirectory()
-        self.store: Store = store if store is not None else MemoryStore()
+        self.store: Store | AsyncStore = store if store is not None else MemoryStore()
         if secret_key is None and getattr(self.store, "durable", True):
             raise ConfigurationError("secret_key: required with a durable store (codes must verify after a "
                                      "restart and across processes)")
@@ -243,11 +243,12 @@ class FlowEngine:
                 raise ConfigurationError(f"{name}: every item must be callable")
         if not self._asynchronous:
             plugs = [("transport", getattr(transport, "deliver", None)), *(("before_send", h) for h in self._hooks),
-                     ("directory", getattr(self.directory, "get_member", None)),
-                     ("store", getattr(self.store, "transaction", None))]
+                     ("directory", getattr(self.directory, "get_member", None))]
             for name, fn in plugs:
                 if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
                     raise ConfigurationError(f"{name}: asynchronous; use AsyncMfaFlow")
+            if getattr(self.store, "asynchronous", False):
+                raise ConfigurationError("store: asynchronous; use AsyncMfaFlow")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self.store!r}, transport={self.transport!r})"
@@ -914,7 +915,7 @@ def _same_phone(raw: str, e164: str) -> bool:
 def rerun_delay(attempt: int) -> float:
     """Seconds to wait before re-running a call that lost its compare-and-set: jittered and doubling,
     so callers racing on one member (optimistic stores such as Redis) spread out instead of colliding."""
-    return secrets.randbelow(1001) / 1000 * 0.002 * 2**attempt  # `random` is kept out of the package
+    return secrets.randbelow(1001) / 1000 * 0.002 * 2.0**attempt  # `random` is kept out of the package
 
 
 def _internal_failure(exc: BaseException) -> StoreFailure:

@@ -24,7 +24,7 @@ from mfa_flow.errors import MfaError, StoreFailure
 from mfa_flow.events import Event, SendContext, emit
 from mfa_flow.records import Member, Organization
 from mfa_flow.results import AuthenticateResult, PrimaryAuthResult, SendResult, SessionCheck
-from mfa_flow.stores import Transaction
+from mfa_flow.stores import Store, Transaction
 from mfa_flow.transports import DeliveryRejected
 
 __all__ = ["MfaFlow"]
@@ -39,6 +39,8 @@ class MfaFlow(FlowEngine):
     here and printed by the console gateway (development only), the system clock, a random key.
     Every call reads what it needs, decides, and commits every change in one compare-and-set.
     """
+
+    store: Store  # an asynchronous store is refused at construction
 
     def authenticate_primary(self, organization_id: str, member_id: str, method: str, *,
                              session_token: str | None = None, locale: str | None = None) -> PrimaryAuthResult:

@@ -12,6 +12,8 @@ from hypothesis import settings
 from mfa_flow import Event, Member, MfaFlow, Organization, Policy
 from mfa_flow.testing import FakeClock, FakeTransport
 
+pytest_plugins = ["tests.redis_server"]
+
 settings.register_profile("ci", max_examples=200, stateful_step_count=30, deadline=None)
 settings.register_profile("dev", max_examples=25, stateful_step_count=10, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["Entry", "Store", "Transaction", "Write"]
+__all__ = ["AsyncStore", "AsyncTransaction", "Entry", "Store", "Transaction", "Write"]
 
 #: Seconds an expired record is kept past its expiry before a store may drop it (its TTL grace).
 TTL_GRACE = 60.0
@@ -49,3 +49,21 @@ class Store(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]:
         """A scope for one read-decide-commit pass; stores that can, lock for its duration."""
         ...
+
+
+@runtime_checkable
+class AsyncTransaction(Protocol):
+    async def read(self, keys: Iterable[str]) -> dict[str, Entry]: ...
+
+    async def commit(self, writes: Mapping[str, Write], now: float) -> bool: ...
+
+
+@runtime_checkable
+class AsyncStore(Protocol):
+    """A store for AsyncMfaFlow: the same contract, awaited. ``asynchronous = True`` tells MfaFlow
+    to refuse it at construction rather than fail on the first call."""
+
+    durable: bool
+    asynchronous: bool
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncTransaction]: ...
