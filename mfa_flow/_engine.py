@@ -494,7 +494,7 @@ class FlowEngine:
             return link.member_id, k_link
         if extra and other is not None:
             overlay = _value(got, extra[0], MemberState, core.EMPTY_OVERLAY)
-            if overlay.phone is None:  # the directory's number still applies to that member
+            if overlay.phone is None or overlay.phone == e164:  # that member still holds the directory's number
                 return other.member_id, k_link
         return None, k_link
 

@@ -898,3 +898,24 @@ def test_uniform_refusals_keep_other_errors_precise() -> None:
     # And a legitimate send still works under hardened().
     f.send_sms_otp(ORG, M_UNVERIFIED)
     assert [s.to for s in env.transport.sent] == [P_UNVERIFIED]
+
+
+def test_duplicate_member_phone_number_when_the_holder_verified_a_directory_number() -> None:
+    """Found by the stateful test: verifying a directory-linked number must not free it for others."""
+    from mfa_flow import Member, MfaError, MfaFlow, Organization, Policy
+    from mfa_flow.testing import FakeClock, FakeTransport
+
+    transport = FakeTransport()
+    flow = MfaFlow(clock=FakeClock(), transport=transport, policy=Policy())
+    flow.directory.put_organization(Organization("o", mfa_policy="REQUIRED_FOR_ALL"))
+    flow.directory.put_member(Member("a", "o"))
+    flow.directory.put_member(Member("b", "o", mfa_phone_number="+14155550101"))
+    ist = flow.authenticate_primary("o", "b", "email_magic_link").intermediate_session_token
+    flow.authenticate_sms_otp("o", "b", transport.sent[-1].code, intermediate_session_token=ist)
+    assert flow.get_member("o", "b").mfa_phone_number_verified
+    sent = len(transport.sent)
+    with pytest.raises(MfaError) as caught:
+        flow.send_sms_otp("o", "a", mfa_phone_number="+14155550101")
+    assert caught.value.error_type == "duplicate_member_phone_number"
+    assert len(transport.sent) == sent
+    assert flow.get_member("o", "a").mfa_phone_number == ""
