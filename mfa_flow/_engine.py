@@ -406,7 +406,7 @@ class FlowEngine:
             org_id, mid = sub.org.organization_id, sub.base.member_id
             if failure is None:
                 self._note(events, "otp.sent", now, org_id, mid, msg.to, purpose=delivery.purpose,
-                                     automatic=delivery.automatic, locale=msg.locale)
+                           automatic=delivery.automatic, locale=msg.locale)
             else:
                 rejected = isinstance(failure, DeliveryRejected)
                 if not rejected and not isinstance(failure, DeliveryUnknown):
@@ -414,11 +414,11 @@ class FlowEngine:
                                  "stays live, nothing is retried)", type(failure).__name__)
                 events.extend(undo_events)
                 self._note(events, "delivery.failed", now, org_id, mid, msg.to,
-                                     "rejected" if rejected else "unknown", purpose=delivery.purpose,
-                                     automatic=delivery.automatic)
+                           "rejected" if rejected else "unknown", purpose=delivery.purpose,
+                           automatic=delivery.automatic)
                 if delivery.automatic:
                     self._note(events, "otp.refused", now, org_id, mid, msg.to, "downstream_carrier_error",
-                                         purpose=delivery.purpose, automatic=True)
+                               purpose=delivery.purpose, automatic=True)
                 else:
                     error = DeliveryFailed("downstream_carrier_error", "the SMS gateway " + (
                         "refused the message" if rejected else "may not have delivered the message"))
@@ -449,7 +449,7 @@ class FlowEngine:
                 after = core.merged_member(sub.base, delivery.undo_overlay, sub.guard)
                 if after != core.merged_member(sub.base, current, sub.guard):
                     self._note(out, "member.updated", now, sub.org.organization_id,
-                                             sub.base.member_id, after.mfa_phone_number, member=after)
+                               sub.base.member_id, after.mfa_phone_number, member=after)
         return out
 
     # --- reading a subject --------------------------------------------------------------------------
@@ -604,6 +604,18 @@ class FlowEngine:
             self._member_changed(out, sub, overlay, sub.guard, now)
         return _Delivery(prepared, sub, purpose, automatic, undo, link_key if linking else None)
 
+    def _send_automatically(self, verdict: object, out: _Outcome, sub: _Subject, now: float, bound_to: str,
+                            purpose: str, locale: str | None) -> Generator[_Request, Any, None]:
+        """A send nobody asked for (after primary auth, for a step-up): a refusal is reported, not raised."""
+        member = sub.member
+        try:
+            dest = parse_phone(member.mfa_phone_number, "member.mfa_phone_number")
+            out.delivery = yield from self._admit(verdict, out, sub, now, dest, linking=False, link_key=None,
+                                                  bound_to=bound_to, purpose=purpose, locale=locale, automatic=True)
+        except MfaError as refusal:
+            self._note(out, "otp.refused", now, sub.org.organization_id, sub.base.member_id,
+                       member.mfa_phone_number, refusal.error_type, purpose=purpose, automatic=True)
+
     # --- primary authentication -------------------------------------------------------------------
 
     def _decide_primary(self, verdict: object, now: float, org: Organization, base: Member,
@@ -639,13 +651,7 @@ class FlowEngine:
         login = LoginState(oid, mid, now + policy.ist_ttl, (primary,))
         out.writes[keys.login(ist_digest)] = Write(login, login.expires_at)
         if method != "discovery" and owed and core.sms_conditions(org, member):
-            try:
-                dest = parse_phone(member.mfa_phone_number, "member.mfa_phone_number")
-                out.delivery = yield from self._admit(verdict, out, sub, now, dest, linking=False, link_key=None,
-                                           bound_to=ist_digest, purpose="login", locale=locale, automatic=True)
-            except MfaError as refusal:
-                self._note(out, "otp.refused", now, oid, mid, member.mfa_phone_number,
-                                         refusal.error_type, purpose="login", automatic=True)
+            yield from self._send_automatically(verdict, out, sub, now, ist_digest, "login", locale)
 
         def finish(delivered: bool) -> PrimaryAuthResult:
             return PrimaryAuthResult(
@@ -671,7 +677,7 @@ class FlowEngine:
                                sub.base.member_id, now, now, now + 60 * minutes, factors)
         out.writes[keys.session(token_digest(token))] = Write(session, session.expires_at)
         self._note(out, "session.created", now, session.organization_id, session.member_id,
-                                 factors=[f.type for f in factors])
+                   factors=[f.type for f in factors])
         return token, session
 
     # --- authenticate ------------------------------------------------------------------------------
@@ -704,11 +710,11 @@ class FlowEngine:
             machine.fire(machine.GUARD, "fail", guard, now=now, threshold=policy.lockout_threshold,
                          lock_for=policy.lockout_duration)
             self._note(out, "otp.failed", now, oid, mid, code.phone, "otp_code_not_found",
-                                     attempts=code.attempts, failures=guard.failures)
+                       attempts=code.attempts, failures=guard.failures)
             if guard.state is GuardPhase.LOCKED:
                 machine.fire(machine.CODE, "kill", code)
                 self._note(out, "member.locked", now, oid, mid, code.phone,
-                                         "user_lock_limit_reached", locked_until=guard.locked_until)
+                           "user_lock_limit_reached", locked_until=guard.locked_until)
                 out.error = RateLimited("user_lock_limit_reached", "member: locked after too many wrong codes")
             else:
                 out.error = CodeRejected("otp_code_not_found", "code: wrong code")
@@ -777,7 +783,7 @@ class FlowEngine:
         out.writes[keys.session(digest)] = Write(session, session.expires_at)
         if step_up:
             self._note(out, "session.step_up_completed", now, session.organization_id, session.member_id,
-                                     factor=factor.type)
+                       factor=factor.type)
         return session
 
     # --- sessions ------------------------------------------------------------------------------------
@@ -807,13 +813,7 @@ class FlowEngine:
         locked = sub.guard.state is GuardPhase.LOCKED
         if not live and not locked and self.policy.resend_on_inactivity and core.sms_conditions(org, member) \
                 and base.status == "active":
-            try:
-                dest = parse_phone(member.mfa_phone_number, "member.mfa_phone_number")
-                out.delivery = yield from self._admit(verdict, out, sub, now, dest, linking=False, link_key=None,
-                                           bound_to=digest, purpose="step_up", locale=None, automatic=True)
-            except MfaError as refusal:
-                self._note(out, "otp.refused", now, oid, mid, member.mfa_phone_number,
-                                         refusal.error_type, purpose="step_up", automatic=True)
+            yield from self._send_automatically(verdict, out, sub, now, digest, "step_up", None)
 
         def finish(delivered: bool) -> SessionCheck:
             initiated = live or (out.delivery is not None and delivered)
@@ -886,7 +886,7 @@ class FlowEngine:
         after = core.merged_member(sub.base, overlay, guard)
         if after != sub.member:
             self._note(out, "member.updated", now, sub.org.organization_id, sub.base.member_id,
-                                     after.mfa_phone_number, member=after)
+                       after.mfa_phone_number, member=after)
         return after
 
     def _after(self, sub: _Subject, out: _Outcome) -> Member:

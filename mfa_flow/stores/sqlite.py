@@ -322,7 +322,24 @@ class _SqliteTransaction:
             self._core.release(self._db, broken=True)
 
 
-class SqliteStore:
+class _SqliteStoreFront:
+    """What both SQLite stores show: the file, the timeout, a repr without secrets."""
+
+    _core: _SqliteCore
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._core.path!r})"
+
+    @property
+    def path(self) -> str:
+        return self._core.path
+
+    @property
+    def busy_timeout(self) -> float:
+        return self._core.busy_timeout
+
+
+class SqliteStore(_SqliteStoreFront):
     """Records in a SQLite file that several processes may share (WAL, ``BEGIN IMMEDIATE``). Durable.
 
     Each transaction holds the database's write lock from its start to its end, so a commit never loses
@@ -338,16 +355,6 @@ class SqliteStore:
         self._core = _SqliteCore(path, busy_timeout)
         self._lock = threading.RLock()  # reentrant so a misuse fails after busy_timeout, never hangs
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._core.path!r})"
-
-    @property
-    def path(self) -> str:
-        return self._core.path
-
-    @property
-    def busy_timeout(self) -> float:
-        return self._core.busy_timeout
 
     @contextmanager
     def transaction(self) -> Iterator[_SqliteTransaction]:
@@ -449,7 +456,7 @@ class _AsyncScope(AbstractAsyncContextManager[_AsyncSqliteTransaction]):
             self._core.leave(token)
 
 
-class AsyncSqliteStore:
+class AsyncSqliteStore(_SqliteStoreFront):
     """``SqliteStore`` for ``AsyncMfaFlow``: the same SQL, run in worker threads so the loop never blocks.
 
     Within an event loop, transactions on one store take turns (an ``asyncio.Lock``): they would queue on
@@ -466,16 +473,6 @@ class AsyncSqliteStore:
             weakref.WeakKeyDictionary()
         self._turns_lock = threading.Lock()
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._core.path!r})"
-
-    @property
-    def path(self) -> str:
-        return self._core.path
-
-    @property
-    def busy_timeout(self) -> float:
-        return self._core.busy_timeout
 
     def transaction(self) -> AbstractAsyncContextManager[_AsyncSqliteTransaction]:
         """An async context manager; call it in a running event loop (``SqliteStore`` is the synchronous twin)."""
