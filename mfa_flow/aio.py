@@ -126,7 +126,7 @@ class AsyncMfaFlow(FlowEngine):
             raise self._refused(refusal_event, now, org_ref, member_ref, exc) from None
 
     async def _transact(self, step: Callable[[], Step], now: float) -> _Outcome:
-        for attempt in range(MAX_RERUNS):
+        for attempt in range(1 + MAX_RERUNS):  # the first run and at most MAX_RERUNS re-runs
             scope = self.store.transaction()
             with _store_errors():
                 if isinstance(scope, AbstractAsyncContextManager):
@@ -139,7 +139,8 @@ class AsyncMfaFlow(FlowEngine):
                         committed = not outcome.writes or tx.commit(outcome.writes, now)
             if committed:
                 return outcome
-            await asyncio.sleep(rerun_delay(attempt))
+            if attempt < MAX_RERUNS:
+                await asyncio.sleep(rerun_delay(attempt))
         raise StoreFailure("internal_server_error", "the store kept changing under this call; try again")
 
     async def _drive(self, step: Step, tx: Any) -> _Outcome:

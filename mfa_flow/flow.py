@@ -120,7 +120,7 @@ class MfaFlow(FlowEngine):
 
     def _transact(self, step: Callable[[], Step], now: float) -> _Outcome:
         """Run a decision in a store transaction and commit its writes; re-run a lost compare-and-set."""
-        for attempt in range(MAX_RERUNS):
+        for attempt in range(1 + MAX_RERUNS):  # the first run and at most MAX_RERUNS re-runs
             try:
                 with self.store.transaction() as tx:
                     outcome = self._drive(step(), tx)
@@ -130,7 +130,8 @@ class MfaFlow(FlowEngine):
                 raise
             except Exception as exc:
                 raise _internal_failure(exc) from exc
-            time.sleep(rerun_delay(attempt))
+            if attempt < MAX_RERUNS:
+                time.sleep(rerun_delay(attempt))
         raise StoreFailure("internal_server_error", "the store kept changing under this call; try again")
 
     def _drive(self, step: Step, tx: Transaction) -> _Outcome:

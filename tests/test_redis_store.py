@@ -332,7 +332,10 @@ def test_prefixes_keep_deployments_apart(redis_url: str, redis_db: Any, kind: st
             await close(other)
 
     run_on(kind, redis_url, body)
-    assert sorted(redis_db.keys("*")) == [PREFIX + "code:o:m", PREFIX + "version"]
+    receipts = [k for k in redis_db.keys("*") if k.startswith(PREFIX + "commit:")]
+    assert len(receipts) == 1
+    assert 0 < redis_db.pttl(receipts[0]) <= 60_000  # a short-lived commit receipt
+    assert sorted(set(redis_db.keys("*")) - set(receipts)) == [PREFIX + "code:o:m", PREFIX + "version"]
 
 
 @pytest.mark.parametrize("raw", ["not-a-record", "12|{not json", "x|{}", '5|{"t":"nope"}', "|{}"])
@@ -916,3 +919,24 @@ def test_a_connection_dropped_mid_call_async_fails_closed(redis_url: str, start_
         await client.aclose()
 
     asyncio.run(main())
+
+
+def test_a_replayed_commit_answers_like_the_first_run_and_writes_nothing_twice(redis_url: str, redis_db: Any) -> None:
+    """redis-py may resend a commit after a dropped connection: the receipt makes the replay harmless."""
+    from mfa_flow.stores import RedisStore
+    from mfa_flow.stores.redis import _COMMIT_LUA
+
+    store = RedisStore(redis_url, prefix=PREFIX)
+    try:
+        with store.transaction() as tx:
+            tx.read(["code:o:m"])
+            keys, args = store._core.commit_request({"code:o:m": 0}, {"code:o:m": Write(PhoneLink("a"))}, 0.0)
+        first = redis_db.eval(_COMMIT_LUA, len(keys), *keys, *args)
+        version_after_first = redis_db.get(PREFIX + "version")
+        replay = redis_db.eval(_COMMIT_LUA, len(keys), *keys, *args)
+        assert replay == first != 0
+        assert redis_db.get(PREFIX + "version") == version_after_first  # nothing applied twice
+        stale = store._core.commit_request({"code:o:m": 0}, {"code:o:m": Write(PhoneLink("b"))}, 0.0)
+        assert redis_db.eval(_COMMIT_LUA, len(stale[0]), *stale[0], *stale[1]) == 0  # a new commit still checks
+    finally:
+        store.close()

@@ -37,6 +37,7 @@ import importlib
 import inspect
 import logging
 import math
+import secrets
 import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -53,13 +54,19 @@ logger = logging.getLogger("mfa_flow")
 
 _INSTALL_HINT: Final = "pip install mfa_flow[redis]"
 
-#: KEYS[1] the version counter, KEYS[2..n+1] the keys read, then the keys written.
+#: KEYS[1] the version counter, KEYS[2] this commit's receipt, KEYS[3..n+2] the keys read, then the keys written.
 #: ARGV[1] n, ARGV[2..n+1] the versions read (0 = absent), then per write: the JSON ('' = delete) and a TTL
 #: in ms (0 = none). Answers 0 when a version changed (nothing written), else the new versions (0 = deleted).
+#: The receipt makes a replayed commit (redis-py retrying after a dropped connection) answer what the first
+#: run answered instead of losing its compare-and-set, so the flow never re-runs a call that took effect.
 _COMMIT_LUA: Final = """
+local done = redis.call('GET', KEYS[2])
+if done then
+  return cjson.decode(done)
+end
 local n = tonumber(ARGV[1])
 for i = 1, n do
-  local cur = redis.call('GET', KEYS[i + 1])
+  local cur = redis.call('GET', KEYS[i + 2])
   local v = 0
   if cur then
     local bar = string.find(cur, '|', 1, true)
@@ -71,7 +78,7 @@ for i = 1, n do
 end
 local out = {}
 local a = n + 2
-for k = n + 2, #KEYS do
+for k = n + 3, #KEYS do
   local body, ttl = ARGV[a], tonumber(ARGV[a + 1])
   a = a + 2
   if body == '' then
@@ -86,6 +93,7 @@ for k = n + 2, #KEYS do
     out[#out + 1] = version
   end
 end
+redis.call('SET', KEYS[2], cjson.encode(out), 'PX', 60000)
 return out
 """
 _COMMIT_SHA: Final = hashlib.sha1(_COMMIT_LUA.encode(), usedforsecurity=False).hexdigest()
@@ -165,7 +173,7 @@ class _Core:
 
     def commit_request(self, seen: Mapping[str, int], writes: Mapping[str, Write],
                        now: float) -> tuple[list[str], list[str | int]]:
-        keys = [self.version_key]
+        keys = [self.version_key, f"{self.prefix}commit:{secrets.token_hex(12)}"]
         args: list[str | int] = [len(seen)]
         for name, version in seen.items():
             keys.append(self.prefix + name)
