@@ -49,3 +49,28 @@ def test_authenticate_session_refuses_the_session_of_a_member_no_longer_active()
     with pytest.raises(MfaError) as caught:
         flow.authenticate_session(session_token=session.session_token)
     assert caught.value.error_type == "action_available_only_for_active_members"
+
+
+def test_codes_are_compared_with_hmac_compare_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """U15: the submitted code's HMAC is compared in constant time, right and wrong codes alike."""
+    import hmac
+
+    import mfa_flow.crypto
+
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def recording(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(mfa_flow.crypto.hmac, "compare_digest", recording)
+    flow, transport = make_flow()
+    ist = flow.authenticate_primary(ORG, MEMBER, "sso").intermediate_session_token
+    code = transport.last_code()
+    with pytest.raises(MfaError):
+        flow.authenticate_sms_otp(ORG, MEMBER, f"{(int(code) + 1) % 1_000_000:06d}", intermediate_session_token=ist)
+    assert len(calls) == 1
+    flow.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist)
+    assert len(calls) == 2
+    assert all(len(a) == len(b) == 32 for a, b in calls)  # HMAC-SHA256 digests, never the codes themselves
