@@ -10,8 +10,7 @@ from __future__ import annotations
 import inspect
 import logging
 import secrets
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable, Sequence
 from functools import partial
 from typing import Any, Final, TypeVar
 
@@ -926,12 +925,6 @@ def _internal_failure(exc: BaseException) -> StoreFailure:
     return StoreFailure("internal_server_error", "the store failed; nothing was changed")
 
 
-@contextmanager
-def _store_errors() -> Iterator[None]:
-    """``_internal_failure`` as a scope, for drivers that cannot wrap their body in one try."""
-    try:
-        yield
-    except (MfaError, _NeedHooks):
-        raise
-    except Exception as exc:
-        raise _internal_failure(exc) from exc
+def _closing_failed(exc: BaseException) -> None:
+    logger.warning("mfa_flow: closing a store transaction failed (%s) after its commit; the change stands",
+                   type(exc).__name__)

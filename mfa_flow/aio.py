@@ -19,11 +19,12 @@ from mfa_flow._engine import (
     FlowEngine,
     Plan,
     Step,
+    _closing_failed,
     _Dir,
     _HookVerdict,
+    _internal_failure,
     _NeedHooks,
     _Outcome,
-    _store_errors,
     rerun_delay,
 )
 from mfa_flow.errors import MfaError, StoreFailure
@@ -128,7 +129,8 @@ class AsyncMfaFlow(FlowEngine):
     async def _transact(self, step: Callable[[], Step], now: float) -> _Outcome:
         for attempt in range(1 + MAX_RERUNS):  # the first run and at most MAX_RERUNS re-runs
             scope = self.store.transaction()
-            with _store_errors():
+            committed = False
+            try:
                 if isinstance(scope, AbstractAsyncContextManager):
                     async with scope as tx:
                         outcome = await self._drive(step(), tx)
@@ -137,6 +139,12 @@ class AsyncMfaFlow(FlowEngine):
                     with cast("AbstractContextManager[Any]", scope) as tx:
                         outcome = await self._drive(step(), tx)
                         committed = not outcome.writes or tx.commit(outcome.writes, now)
+            except (MfaError, _NeedHooks):
+                raise
+            except Exception as exc:
+                if not committed:
+                    raise _internal_failure(exc) from exc
+                _closing_failed(exc)  # the change stands: answering an error would misreport it
             if committed:
                 return outcome
             if attempt < MAX_RERUNS:

@@ -13,6 +13,7 @@ from mfa_flow._engine import (
     FlowEngine,
     Plan,
     Step,
+    _closing_failed,
     _Dir,
     _HookVerdict,
     _internal_failure,
@@ -121,15 +122,19 @@ class MfaFlow(FlowEngine):
     def _transact(self, step: Callable[[], Step], now: float) -> _Outcome:
         """Run a decision in a store transaction and commit its writes; re-run a lost compare-and-set."""
         for attempt in range(1 + MAX_RERUNS):  # the first run and at most MAX_RERUNS re-runs
+            committed = False
             try:
                 with self.store.transaction() as tx:
                     outcome = self._drive(step(), tx)
-                    if not outcome.writes or tx.commit(outcome.writes, now):
-                        return outcome
+                    committed = not outcome.writes or tx.commit(outcome.writes, now)
             except (MfaError, _NeedHooks):
                 raise
             except Exception as exc:
-                raise _internal_failure(exc) from exc
+                if not committed:
+                    raise _internal_failure(exc) from exc
+                _closing_failed(exc)  # the change stands: answering an error would misreport it
+            if committed:
+                return outcome
             if attempt < MAX_RERUNS:
                 time.sleep(rerun_delay(attempt))
         raise StoreFailure("internal_server_error", "the store kept changing under this call; try again")
