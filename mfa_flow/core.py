@@ -142,10 +142,6 @@ def settle_code(code: CodeState, now: float) -> CodeState:
     return code
 
 
-def code_is_live(code: CodeState) -> bool:
-    return code.state is CodePhase.SENT
-
-
 # --- the checks, in the order of spec §5 --------------------------------------------------------------
 
 def check_ist(login: LoginState | None, organization_id: str, member_id: str, now: float) -> LoginState:
