@@ -323,7 +323,7 @@ class _SqliteTransaction:
 
 
 class _SqliteStoreFront:
-    """What both SQLite stores show: the file, the timeout, a repr without secrets."""
+    """What both SQLite stores share: the file, the timeout, a repr without secrets, closing."""
 
     _core: _SqliteCore
 
@@ -337,6 +337,15 @@ class _SqliteStoreFront:
     @property
     def busy_timeout(self) -> float:
         return self._core.busy_timeout
+
+    def close(self) -> None:
+        self._core.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class SqliteStore(_SqliteStoreFront):
@@ -375,14 +384,6 @@ class SqliteStore(_SqliteStoreFront):
         finally:
             self._core.leave(token)
 
-    def close(self) -> None:
-        self._core.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 async def _in_thread(fn: Callable[..., T], *args: object) -> T:
@@ -487,11 +488,3 @@ class AsyncSqliteStore(_SqliteStoreFront):
                 turn = self._turns[loop] = asyncio.Lock()
         return _AsyncScope(self._core, turn)
 
-    def close(self) -> None:
-        self._core.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
