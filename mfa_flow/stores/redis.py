@@ -257,8 +257,8 @@ def _client(redis: Any, url_or_client: object, *, asynchronous: bool) -> tuple[A
 # --- synchronous ----------------------------------------------------------------------------------------
 
 
-class _Transaction:
-    """One read-decide-commit pass; the scope holds no lock (the commit is the compare-and-set)."""
+class _TransactionBase:
+    """What a transaction holds: the shared core, the client, and the versions it read."""
 
     __slots__ = ("_core", "_redis", "_seen")
 
@@ -266,6 +266,12 @@ class _Transaction:
         self._core = core
         self._redis = client
         self._seen: dict[str, int] = {}
+
+
+class _Transaction(_TransactionBase):
+    """One read-decide-commit pass; the scope holds no lock (the commit is the compare-and-set)."""
+
+    __slots__ = ()
 
     def read(self, keys: Iterable[str]) -> dict[str, Entry]:
         names, wire = self._core.read_request(keys)
@@ -339,15 +345,10 @@ class RedisStore:
 # --- asynchronous ---------------------------------------------------------------------------------------
 
 
-class _AsyncTransaction:
+class _AsyncTransaction(_TransactionBase):
     """``_Transaction`` with awaited I/O; everything else is the shared core."""
 
-    __slots__ = ("_core", "_redis", "_seen")
-
-    def __init__(self, core: _Core, client: Any) -> None:
-        self._core = core
-        self._redis = client
-        self._seen: dict[str, int] = {}
+    __slots__ = ()
 
     async def read(self, keys: Iterable[str]) -> dict[str, Entry]:
         names, wire = self._core.read_request(keys)
