@@ -12,7 +12,7 @@ import logging
 import secrets
 from collections.abc import Callable, Generator, Iterable, Sequence
 from functools import partial
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import attrs
 
@@ -76,15 +76,13 @@ Hook = Callable[[SendContext], None]
 T = TypeVar("T")
 
 
-@attrs.frozen(slots=True)
-class _Read:
+class _Read(NamedTuple):
     """A decision asks the store for these keys (one round trip)."""
 
     keys: list[str]
 
 
-@attrs.frozen(slots=True)
-class _Dir:
+class _Dir(NamedTuple):
     """A decision asks the directory (a method name and its arguments)."""
 
     method: str

@@ -153,6 +153,7 @@ TABLES: dict[str, tuple[type[Any], Any, list[Transition]]] = {
 
 
 class LeanTransition(_Transition):
+    dest_value: Any = None  # the destination Enum member, set when the machine is built
     """A transition run the way ``transitions`` runs it, minus what these tables never use.
 
     The tables hold only callables (no callback names to resolve), no state enter/exit callbacks and no
@@ -167,7 +168,7 @@ class LeanTransition(_Transition):
         for callback in self.before:
             callback(event_data)  # type: ignore[operator]
         if self.dest is not None:  # None would be an internal transition
-            event_data.model.state = event_data.machine.get_state(self.dest).value
+            event_data.model.state = self.dest_value
         for callback in self.after:
             callback(event_data)  # type: ignore[operator]
         return True
@@ -178,9 +179,9 @@ class LeanEvent(Event):
     conditions pass runs; False when none does."""
 
     def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
-        state = self.machine.get_state(model.state)
-        event_data = EventData(state, self, self.machine, model, args=args, kwargs=kwargs)
-        for transition in self.transitions.get(state.name, ()):
+        name = model.state.name  # states are Enums: their name is the machine's state name
+        event_data = EventData(None, self, self.machine, model, args=args, kwargs=kwargs)
+        for transition in self.transitions.get(name, ()):
             event_data.transition = transition
             if transition.execute(event_data):
                 event_data.result = True
@@ -212,13 +213,21 @@ def _check_callables(table: Sequence[Transition]) -> None:
 for _states, _initial, _table in TABLES.values():
     _check_callables(_table)
 
-MACHINES: dict[str, Machine] = {name: build(*spec, LeanMachine) for name, spec in TABLES.items()}
+def _bind_destinations(machine: Any) -> Any:
+    """Give each LeanTransition its destination Enum member, so a trigger sets it without a lookup."""
+    for event in machine.events.values():
+        for transitions in event.transitions.values():
+            for transition in transitions:
+                if transition.dest is not None:
+                    transition.dest_value = machine.get_state(transition.dest).value
+    return machine
+
+
+MACHINES: dict[str, Machine] = {name: _bind_destinations(build(*spec, LeanMachine)) for name, spec in TABLES.items()}
 CODE, GUARD, LOGIN, SESSION = (MACHINES[n] for n in ("code", "guard", "login", "session"))
 
 
 def fire(machine: Machine, trigger: str, record: object, **kwargs: Any) -> bool:
     """Trigger ``trigger`` on a record; False when no transition of the table applies."""
     event = machine.events.get(trigger)
-    if event is None or event.transitions.get(getattr(record, "state").name) is None:  # noqa: B009
-        return False
-    return bool(event.trigger(record, **kwargs))
+    return event is not None and bool(event.trigger(record, **kwargs))
