@@ -108,8 +108,9 @@ def add_members(flow: MfaFlow, phones: list[str], prefix: str) -> list[str]:
     return ids
 
 
-def new_flow(transport: SmsGateway) -> MfaFlow:
-    flow = MfaFlow(transport=transport)
+def new_flow(transport: SmsGateway, **options: Any) -> MfaFlow:
+    """A flow with the benchmark's organization; ``options`` go to MfaFlow (bench_stores: store, secret_key)."""
+    flow = MfaFlow(transport=transport, **options)
     flow.directory.put_organization(Organization(ORG, organization_slug="bench"))
     return flow
 

@@ -39,7 +39,6 @@ import platform
 import queue
 import secrets
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -60,14 +59,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from bench_flow import DropGateway, fictional_numbers
+from _redis import RedisServer
+from bench_flow import METHOD, ORG, DropGateway, add_members, fictional_numbers, new_flow
 
-from mfa_flow import Member, MfaError, MfaFlow, Organization
+from mfa_flow import MfaError, MfaFlow
 from mfa_flow.stores import Entry, MemoryStore, RedisStore, SqliteStore, Write
 from mfa_flow.transports import SmsMessage
 
-ORG = "organization-bench-1"
-METHOD = "email_magic_link"
 START_TIMEOUT = 120.0  # seconds a worker may take to fill its directory and warm up
 STORES = ("memory", "sqlite", "redis")
 CONFIGS = (("memory", 1), ("sqlite", 1), ("sqlite", 2), ("redis", 1), ("redis", 2))
@@ -116,23 +114,6 @@ def close_store(store: Any) -> None:
         close()
 
 
-def new_flow(store: Any, transport: Any, key: bytes) -> MfaFlow:
-    flow = MfaFlow(store=store, transport=transport, secret_key=key)
-    flow.directory.put_organization(Organization(ORG, organization_slug="bench"))
-    return flow
-
-
-def add_members(flow: MfaFlow, phones: list[str], prefix: str) -> list[str]:
-    """Members with mfa_enrolled and a verified phone, put in the directory (outside any timed region)."""
-    ids = []
-    for i, phone in enumerate(phones):
-        member_id = f"member-{prefix}-{i:06d}"
-        flow.directory.put_member(Member(member_id, ORG, mfa_enrolled=True, mfa_phone_number=phone,
-                                         mfa_phone_number_verified=True))
-        ids.append(member_id)
-    return ids
-
-
 def login(flow: MfaFlow, gateway: LastCode, member_id: str) -> str:
     """One full login: primary authentication with the automatic code, then authenticate → session token."""
     ist = flow.authenticate_primary(ORG, member_id, METHOD).intermediate_session_token
@@ -140,51 +121,6 @@ def login(flow: MfaFlow, gateway: LastCode, member_id: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- redis-server
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """A throwaway redis-server on a free loopback port; ``stop()`` ends it (idempotent)."""
-
-    def __init__(self, binary: str, directory: Path) -> None:
-        self.process: subprocess.Popen[bytes] | None = None
-        for _ in range(5):  # another process may take the port between bind and start: try another one
-            self.port = _free_port()
-            self.process = subprocess.Popen(  # noqa: S603 - a fixed argument list, the binary from PATH
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                 "--maxmemory-policy", "noeviction", "--dir", str(directory)],
-                cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 10.0
-            while time.monotonic() < deadline and self.process.poll() is None:
-                if _ping(self.port):
-                    self.url = f"redis://127.0.0.1:{self.port}/0"
-                    return
-                time.sleep(0.02)
-            self.stop()
-        raise RuntimeError("redis-server did not start (no PING answer within 10 s)")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
 
 
 def redis_client(url: str) -> Any:
@@ -213,7 +149,7 @@ def worker_main(job: Job, go: Any, results: Any) -> None:
         store = open_store(job.kind, job.target)
         try:
             gateway = LastCode()
-            flow = new_flow(store, gateway, job.key)
+            flow = new_flow(gateway, store=store, secret_key=job.key)
             ids = add_members(flow, list(job.phones), f"w{job.worker}")
             for member_id in ids[:job.warmup]:
                 login(flow, gateway, member_id)
@@ -422,7 +358,7 @@ def round_trips(kind: str, key: bytes, phones: list[str], workdir: Path, redis_u
         backend, unit = client.commands, "Redis commands"
     store = CountingStore(inner)
     gateway = LastCode()
-    flow = new_flow(store, gateway, key)
+    flow = new_flow(gateway, store=store, secret_key=key)
     ids = add_members(flow, phones[:sequences + 1], "trips")
     table = {call: Trips(backend=Counter()) for call in CALLS}
 
@@ -488,7 +424,7 @@ def pending_bytes(kind: str, key: bytes, phones: list[str], workdir: Path, redis
         client.flushdb()
     store = open_store(kind, path if kind == "sqlite" else redis_url)
     try:
-        flow = new_flow(store, DropGateway(), key)
+        flow = new_flow(DropGateway(), store=store, secret_key=key)
         ids = add_members(flow, phones[:pending + 1], "pending")
         primary = flow.authenticate_primary
         primary(ORG, ids[0], METHOD)  # warm-up: lazy imports, the Redis script cache, the SQLite schema

@@ -11,17 +11,16 @@ from hypothesis import settings
 
 from mfa_flow import Event, Member, MfaFlow, Organization, Policy
 from mfa_flow.testing import FakeClock, FakeTransport
+from tests.helpers_rules import MEMBER as MEMBER_ID
+from tests.helpers_rules import ORG as ORG_ID
+from tests.helpers_rules import ORG_SLUG, PHONE, FlowFactory
+from tests.helpers_rules import Setup as SetupMember
 
 pytest_plugins = ["tests.redis_server"]
 
 settings.register_profile("ci", max_examples=200, stateful_step_count=30, deadline=None)
 settings.register_profile("dev", max_examples=25, stateful_step_count=10, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
-
-ORG_ID = "organization-test-1"
-ORG_SLUG = "acme"
-MEMBER_ID = "member-test-1"
-PHONE = "+14155550123"
 
 
 @pytest.fixture
@@ -37,9 +36,6 @@ def transport() -> FakeTransport:
 @pytest.fixture
 def events() -> list[Event]:
     return []
-
-
-FlowFactory = Callable[..., MfaFlow]
 
 
 @pytest.fixture
@@ -64,9 +60,6 @@ def flow(clock: FakeClock, transport: FakeTransport, events: list[Event]) -> Flo
         )
 
     return make
-
-
-SetupMember = Callable[..., Member]
 
 
 @pytest.fixture
@@ -107,3 +100,15 @@ def setup_member() -> SetupMember:
         return member
 
     return setup
+
+
+@pytest.fixture
+def member_flow(flow: FlowFactory, setup_member: SetupMember) -> FlowFactory:
+    """``member_flow(**flow_kwargs)``: ``flow(**flow_kwargs)`` with the default member (``setup_member``) put in."""
+
+    def make(**flow_kwargs: Any) -> MfaFlow:
+        mfa = flow(**flow_kwargs)
+        setup_member(mfa)
+        return mfa
+
+    return make

@@ -212,5 +212,20 @@ def expect_refused(
     return err
 
 
+def expect_send_refused(
+    env: Env,
+    member_id: str,
+    error_type: str,
+    *,
+    organization_id: str = ORG,
+    reason: str | None = None,
+    **send_kwargs: Any,
+) -> MfaError:
+    """``send_sms_otp(organization_id, member_id, **send_kwargs)`` is refused as ``expect_refused`` checks, and
+    leaves that member unchanged."""
+    return expect_refused(env, lambda: env.flow.send_sms_otp(organization_id, member_id, **send_kwargs),
+                          error_type, member=(organization_id, member_id), reason=reason)
+
+
 def event_names(events: Iterable[Event]) -> list[str]:
     return [e.name for e in events]

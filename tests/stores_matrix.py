@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +38,6 @@ from mfa_flow import (
     AuthenticateResult,
     Event,
     Member,
-    MfaError,
     MfaFlow,
     Organization,
     Policy,
@@ -51,6 +50,7 @@ from mfa_flow.state import CodePhase, CodeState, GuardState, keys
 from mfa_flow.stores import Entry, MemoryStore, Write
 from mfa_flow.testing import FakeClock, FakeTransport
 from mfa_flow.transports import SmsMessage
+from tests.races import error_type
 
 __all__ = [
     "MEMBER",
@@ -68,8 +68,13 @@ __all__ = [
     "Commit",
     "Matrix",
     "RecordingStore",
+    "StoreWrapper",
     "World",
+    "any_transaction",
     "error_type",
+    "ist_and_code",
+    "matrix_fixture",
+    "settle",
 ]
 
 T = TypeVar("T")
@@ -91,13 +96,31 @@ NEW_PHONE: Final = "+14155550130"  # linked to nobody
 NEW_PHONE_2: Final = "+14155550131"
 
 
-def error_type(call: Callable[..., object], *args: object, **kwargs: object) -> str:
-    """The ``error_type`` of the MfaError a call raises, or ``"ok"``."""
-    try:
-        call(*args, **kwargs)
-    except MfaError as exc:
-        return exc.error_type
-    return "ok"
+def ist_and_code(result: PrimaryAuthResult, transport: FakeTransport, member_id: str) -> tuple[str, str]:
+    """A primary authentication that required MFA and sent the code automatically: (IST, the code sent)."""
+    assert result.mfa_required is not None
+    assert result.mfa_required.secondary_auth_initiated == "sms_otp"
+    return result.intermediate_session_token, transport.last_code(member_id)
+
+
+# ------------------------------------------------------------------------ one transaction on either store
+
+
+async def settle(value: Any) -> Any:
+    """``value``, awaited when it is awaitable: one call site for a sync and an async store's answers."""
+    return await value if isinstance(value, Awaitable) else value
+
+
+@asynccontextmanager
+async def any_transaction(store: Any) -> AsyncIterator[Any]:
+    """One transaction on a sync or an async store, driven the way AsyncMfaFlow drives stores."""
+    scope = store.transaction()
+    if isinstance(scope, AbstractAsyncContextManager):
+        async with scope as tx:
+            yield tx
+    else:
+        with scope as tx:
+            yield tx
 
 
 # ------------------------------------------------------------------------------------- the commit log
@@ -127,11 +150,13 @@ class _RecordingTx:
         self._seen(wanted, got)
         return got
 
-    def commit(self, writes: Mapping[str, Write], now: float) -> bool:
-        applied = self._tx.commit(writes, now)
+    def _logged(self, applied: object, writes: Mapping[str, Write]) -> bool:
         if applied:
             self._log.append(Commit(dict(self._reads), dict(writes)))
         return bool(applied)
+
+    def commit(self, writes: Mapping[str, Write], now: float) -> bool:
+        return self._logged(self._tx.commit(writes, now), writes)
 
 
 class _AsyncRecordingTx(_RecordingTx):
@@ -142,28 +167,39 @@ class _AsyncRecordingTx(_RecordingTx):
         return got
 
     async def commit(self, writes: Mapping[str, Write], now: float) -> bool:  # type: ignore[override]
-        applied = await self._tx.commit(writes, now)
-        if applied:
-            self._log.append(Commit(dict(self._reads), dict(writes)))
-        return bool(applied)
+        return self._logged(await self._tx.commit(writes, now), writes)
 
 
-class RecordingStore:
-    """A transparent wrapper that logs every applied commit (sync and async stores alike)."""
+class StoreWrapper:
+    """A store above ``inner`` (sync or async alike): ``transaction()`` hands the inner transaction scope to
+    ``_sync_scope`` or ``_async_scope``, which a subclass defines to wrap what it yields."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.durable = bool(getattr(inner, "durable", True))
-        self.log: list[Commit] = []
-
-    def __repr__(self) -> str:
-        return f"RecordingStore({self.inner!r})"
 
     def transaction(self) -> Any:
         scope = self.inner.transaction()
         if isinstance(scope, AbstractAsyncContextManager):
             return self._async_scope(scope)
         return self._sync_scope(scope)
+
+    def _sync_scope(self, scope: AbstractContextManager[Any]) -> Any:
+        raise NotImplementedError
+
+    def _async_scope(self, scope: AbstractAsyncContextManager[Any]) -> Any:
+        raise NotImplementedError
+
+
+class RecordingStore(StoreWrapper):
+    """A transparent wrapper that logs every applied commit (sync and async stores alike)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.log: list[Commit] = []
+
+    def __repr__(self) -> str:
+        return f"RecordingStore({self.inner!r})"
 
     @contextmanager
     def _sync_scope(self, scope: AbstractContextManager[Any]) -> Iterator[_RecordingTx]:
@@ -297,10 +333,8 @@ class World:
 
     def login(self, member_id: str = MEMBER) -> tuple[str, str]:
         """Primary authentication with the automatic send: (IST, code)."""
-        result = self.api.authenticate_primary(ORG, member_id, "email_magic_link")
-        assert result.mfa_required is not None
-        assert result.mfa_required.secondary_auth_initiated == "sms_otp"
-        return result.intermediate_session_token, self.transport.last_code(member_id)
+        return ist_and_code(self.api.authenticate_primary(ORG, member_id, "email_magic_link"), self.transport,
+                            member_id)
 
     def session(self, member_id: str = MEMBER) -> str:
         """A fresh session after login and the right code."""
@@ -463,6 +497,15 @@ class Matrix:
             assert not world.transport.unpersisted, (
                 f"{world.kind}/{world.orchestrator}: {len(world.transport.unpersisted)} message(s) delivered "
                 "without a committed pending code")
+
+
+@pytest.fixture(name="matrix")
+def matrix_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Matrix]:
+    """The ``matrix`` fixture: the test's ``Matrix``, closed (and checked) at its end. A test module imports
+    ``matrix_fixture`` to use it (the module is a helper, not a conftest or a registered plugin)."""
+    built = Matrix(request, tmp_path)
+    yield built
+    built.close()
 
 
 def partial_sqlite_snapshot(path: Path) -> Callable[[], dict[str, int]]:

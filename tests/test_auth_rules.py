@@ -8,46 +8,34 @@ import re
 import types
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from mfa_flow import ConfigurationError, Event, Member, MfaError, MfaFlow
+from mfa_flow import ConfigurationError, Event, MfaError, MfaFlow
 from mfa_flow.testing import FakeClock, FakeTransport
+from tests.helpers_rules import (
+    MASKED,
+    MEMBER,
+    MEMBER2,
+    MEMBER3,
+    ORG,
+    ORG2,
+    PHONE,
+    PHONE2,
+    PHONE3,
+    FlowFactory,
+    Setup,
+    at,
+    err,
+    names,
+    wrong,
+)
 
-ORG = "organization-test-1"
-ORG2 = "organization-test-2"
-MEMBER = "member-test-1"
-MEMBER2 = "member-test-2"
-MEMBER3 = "member-test-3"
-PHONE = "+14155550123"
-PHONE2 = "+14155550124"
-PHONE3 = "+14155550125"
-MASKED = "XXXXXXX0123"
 ROOMY = {"send_limit_per_member": (100, 600), "send_limit_per_phone": (100, 600)}
 
 
 # --------------------------------------------------------------------------------------------- helpers
-
-
-def at(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def wrong(code: str) -> str:
-    """Six ASCII digits that differ from ``code``."""
-    return f"{(int(code) + 1) % 1_000_000:06d}"
-
-
-def err(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> MfaError:
-    with pytest.raises(MfaError) as ei:
-        fn(*args, **kwargs)
-    return ei.value
-
-
-def names(evs: list[Event]) -> list[str]:
-    return [e.name for e in evs]
 
 
 def login(
@@ -62,6 +50,13 @@ def login(
     assert len(transport.sent) == before + 1
     assert transport.sent[-1].member_id == member
     return r.intermediate_session_token, transport.sent[-1].code
+
+
+def logged_in(member_flow: FlowFactory, transport: FakeTransport, **flow_kwargs: Any) -> tuple[MfaFlow, str, str]:
+    """The default member on a new ``member_flow(**flow_kwargs)``, past primary auth: (flow, IST, code)."""
+    mfa = member_flow(**flow_kwargs)
+    ist, code = login(mfa, transport)
+    return mfa, ist, code
 
 
 def discovery_ist(mfa: MfaFlow, member: str = MEMBER, org: str = ORG) -> str:
@@ -86,6 +81,11 @@ def auth(mfa: MfaFlow, code: object, ist: str, member: str = MEMBER, **kwargs: A
     return mfa.authenticate_sms_otp(ORG, member, code, intermediate_session_token=ist, **kwargs)
 
 
+def wrong_tries(mfa: MfaFlow, code: str, ist: str, n: int) -> list[str]:
+    """Submit ``wrong(code)`` ``n`` times with ``ist``; returns the error types."""
+    return [err(auth, mfa, wrong(code), ist).error_type for _ in range(n)]
+
+
 def fail(mfa: MfaFlow, transport: FakeTransport, ist: str, n: int, *, per_code: int = 4) -> list[str]:
     """Submit ``n`` wrong codes with ``ist``, resending (bound to ``ist``) after every ``per_code`` failures."""
     out: list[str] = []
@@ -103,10 +103,6 @@ def assert_untouched(mfa: MfaFlow, transport: FakeTransport, ist: str, code: str
     assert len(transport.sent) == sent
     res = auth(mfa, code, ist)
     assert res.session_token
-
-
-FlowFactory = Callable[..., MfaFlow]
-Setup = Callable[..., Member]
 
 
 # ------------------------------------------------------------------------------ §5 order of checks
@@ -128,12 +124,10 @@ Setup = Callable[..., Member]
     ],
 )
 def test_order_authenticate_step1_token_count_then_duration_range(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport,
+    member_flow: FlowFactory, transport: FakeTransport,
     org: str, tokens: dict[str, str], duration: int | None, expected: str,
 ) -> None:
-    mfa = flow(lockout_threshold=1)
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport, lockout_threshold=1)
     e = err(mfa.authenticate_sms_otp, org, MEMBER, wrong(code), session_duration_minutes=duration, **tokens)
     assert e.error_type == expected
     assert e.status_code == 400
@@ -141,11 +135,9 @@ def test_order_authenticate_step1_token_count_then_duration_range(
 
 
 def test_order_authenticate_step2_organization_member_active_before_token(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, setup_member: Setup, transport: FakeTransport
 ) -> None:
-    mfa = flow(lockout_threshold=1)
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport, lockout_threshold=1)
     e = err(mfa.authenticate_sms_otp, "organization-unknown", MEMBER, wrong(code), intermediate_session_token="bogus")
     assert (e.error_type, e.status_code) == ("organization_not_found", 404)
     e = err(mfa.authenticate_sms_otp, ORG, "member-unknown", wrong(code), intermediate_session_token="bogus")
@@ -167,10 +159,9 @@ def test_order_authenticate_step2_organization_member_active_before_token(
     ["unknown_ist", "other_member_ist", "other_org_ist", "unknown_session", "other_member_session", "jwt"],
 )
 def test_order_authenticate_step3_token_validity_and_ownership_before_lock(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, token_kind: str
+    member_flow: FlowFactory, setup_member: Setup, transport: FakeTransport, token_kind: str
 ) -> None:
-    mfa = flow(lockout_threshold=1)
-    setup_member(mfa)
+    mfa = member_flow(lockout_threshold=1)
     setup_member(mfa, MEMBER2, mfa_phone_number=PHONE2)
     setup_member(mfa, MEMBER3, organization_id=ORG2, mfa_phone_number=PHONE3)
     ist, code = login(mfa, transport)
@@ -200,11 +191,9 @@ def test_order_authenticate_step3_token_validity_and_ownership_before_lock(
 
 
 def test_order_authenticate_step4_lock_before_restricted_methods(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, setup_member: Setup, transport: FakeTransport
 ) -> None:
-    mfa = flow(lockout_threshold=1)
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport, lockout_threshold=1)
     assert err(auth, mfa, wrong(code), ist).error_type == "user_lock_limit_reached"
     setup_member(mfa, org={"mfa_methods": "RESTRICTED", "allowed_mfa_methods": ("totp",)})
     e = err(auth, mfa, code, ist)
@@ -212,11 +201,9 @@ def test_order_authenticate_step4_lock_before_restricted_methods(
 
 
 def test_order_authenticate_step4b_restricted_methods_before_live_code_and_comparison(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, setup_member: Setup, transport: FakeTransport
 ) -> None:
-    mfa = flow(lockout_threshold=1)
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport, lockout_threshold=1)
     setup_member(mfa, org={"mfa_methods": "RESTRICTED", "allowed_mfa_methods": ("totp",)})
     # with a live code and a wrong one: restricted first, and not counted
     e = err(auth, mfa, wrong(code), ist)
@@ -245,10 +232,9 @@ def test_order_authenticate_step4b_breakglass_member_exempt_from_restricted_meth
 
 
 def test_order_authenticate_step5_no_live_code_is_unable_to_auth_and_not_counted(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow(lockout_threshold=1)
-    setup_member(mfa)
+    mfa = member_flow(lockout_threshold=1)
     ist = discovery_ist(mfa)
     assert transport.sent == []
     for _ in range(3):
@@ -260,11 +246,9 @@ def test_order_authenticate_step5_no_live_code_is_unable_to_auth_and_not_counted
 
 
 def test_order_authenticate_step6_comparison_last(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport)
     e = err(auth, mfa, wrong(code), ist)
     assert (e.error_type, e.status_code) == ("otp_code_not_found", 404)
     res = auth(mfa, code, ist)
@@ -275,11 +259,9 @@ def test_order_authenticate_step6_comparison_last(
 
 
 def test_u1_code_reuse_after_success_refused(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow(lockout_threshold=1)
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport, lockout_threshold=1)
     res = auth(mfa, code, ist)
     # the same code with the new session: no live code (not counted: threshold 1 would lock)
     e = err(mfa.authenticate_sms_otp, ORG, MEMBER, code, session_token=res.session_token)
@@ -294,11 +276,9 @@ def test_u1_code_reuse_after_success_refused(
 
 
 def test_u2_resend_invalidates_previous_code(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, old = login(mfa, transport)
+    mfa, ist, old = logged_in(member_flow, transport)
     new = resend(mfa, transport, ist)
     assert new != old
     e = err(auth, mfa, old, ist)
@@ -308,22 +288,18 @@ def test_u2_resend_invalidates_previous_code(
 
 
 def test_u3_code_accepted_just_before_ttl(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport)
     clock.advance(119.999)
     res = auth(mfa, code, ist)
     assert res.session_token
 
 
 def test_u3_code_refused_at_ttl_and_not_counted(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow(lockout_threshold=1)
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport, lockout_threshold=1)
     clock.advance(120)
     e = err(auth, mfa, code, ist)
     assert (e.error_type, e.status_code) == ("unable_to_auth_otp_code", 401)
@@ -334,11 +310,9 @@ def test_u3_code_refused_at_ttl_and_not_counted(
 
 
 def test_code_bound_to_its_token_other_ist_is_wrong_code(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport)
     other = discovery_ist(mfa)
     e = err(auth, mfa, code, other)
     assert (e.error_type, e.status_code) == ("otp_code_not_found", 404)
@@ -349,22 +323,18 @@ def test_code_bound_to_its_token_other_ist_is_wrong_code(
 
 
 def test_code_bound_to_its_token_counts_on_member(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow(lockout_threshold=1)
-    setup_member(mfa)
-    _, code = login(mfa, transport)
+    mfa, _, code = logged_in(member_flow, transport, lockout_threshold=1)
     other = discovery_ist(mfa)
     assert err(auth, mfa, code, other).error_type == "user_lock_limit_reached"
     assert mfa.get_member(ORG, MEMBER).is_locked is True
 
 
 def test_code_bound_to_its_token_still_redeemable_by_its_own_token(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport)
     other = discovery_ist(mfa)
     assert err(auth, mfa, code, other).error_type == "otp_code_not_found"
     assert auth(mfa, code, ist).session_token
@@ -408,11 +378,9 @@ def _fullwidth(code: str) -> str:
     ],
 )
 def test_non_six_digit_inputs_are_wrong_codes(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, mangle: Callable[[str], object]
+    member_flow: FlowFactory, transport: FakeTransport, mangle: Callable[[str], object]
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport)
     bad = mangle(code)
     e = err(auth, mfa, bad, ist)
     assert (e.error_type, e.status_code) == ("otp_code_not_found", 404)
@@ -428,34 +396,28 @@ def test_non_six_digit_inputs_are_wrong_codes(
      pytest.param(lambda c: None, id="None"), pytest.param(int, id="int")],
 )
 def test_non_six_digit_inputs_count_on_member(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, mangle: Callable[[str], object]
+    member_flow: FlowFactory, transport: FakeTransport, mangle: Callable[[str], object]
 ) -> None:
-    mfa = flow(lockout_threshold=1)
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport, lockout_threshold=1)
     assert err(auth, mfa, mangle(code), ist).error_type == "user_lock_limit_reached"
     assert mfa.get_member(ORG, MEMBER).is_locked is True
 
 
 def test_fifth_wrong_attempt_kills_code(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
-    assert [err(auth, mfa, wrong(code), ist).error_type for _ in range(5)] == ["otp_code_not_found"] * 5
+    mfa, ist, code = logged_in(member_flow, transport)
+    assert wrong_tries(mfa, code, ist, 5) == ["otp_code_not_found"] * 5
     e = err(auth, mfa, code, ist)
     assert (e.error_type, e.status_code) == ("unable_to_auth_otp_code", 401)
     assert mfa.get_member(ORG, MEMBER).is_locked is False
 
 
 def test_fourth_wrong_attempt_leaves_code_live(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
-    assert [err(auth, mfa, wrong(code), ist).error_type for _ in range(4)] == ["otp_code_not_found"] * 4
+    mfa, ist, code = logged_in(member_flow, transport)
+    assert wrong_tries(mfa, code, ist, 4) == ["otp_code_not_found"] * 4
     assert auth(mfa, code, ist).session_token
 
 
@@ -463,14 +425,12 @@ def test_fourth_wrong_attempt_leaves_code_live(
 
 
 def test_u4_u6_tenth_wrong_code_across_codes_and_ists_locks(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock, events: list[Event]
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock, events: list[Event]
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist1, c1 = login(mfa, transport)
-    assert [err(auth, mfa, wrong(c1), ist1).error_type for _ in range(4)] == ["otp_code_not_found"] * 4
+    mfa, ist1, c1 = logged_in(member_flow, transport)
+    assert wrong_tries(mfa, c1, ist1, 4) == ["otp_code_not_found"] * 4
     ist2, c2 = login(mfa, transport)
-    assert [err(auth, mfa, wrong(c2), ist2).error_type for _ in range(4)] == ["otp_code_not_found"] * 4
+    assert wrong_tries(mfa, c2, ist2, 4) == ["otp_code_not_found"] * 4
     c3 = resend(mfa, transport, ist1)
     assert err(auth, mfa, wrong(c3), ist1).error_type == "otp_code_not_found"  # 9th
     assert mfa.get_member(ORG, MEMBER).is_locked is False
@@ -507,11 +467,9 @@ def test_u4_u6_tenth_wrong_code_across_codes_and_ists_locks(
 
 
 def test_u4_lock_applies_to_the_right_code(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, _ = login(mfa, transport)
+    mfa, ist, _ = logged_in(member_flow, transport)
     assert fail(mfa, transport, ist, 10)[-1] == "user_lock_limit_reached"
     code = transport.sent[-1].code
     assert err(auth, mfa, code, ist).error_type == "user_lock_limit_reached"
@@ -519,11 +477,9 @@ def test_u4_lock_applies_to_the_right_code(
 
 
 def test_u5_resends_do_not_reset_counter(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, _ = login(mfa, transport)
+    mfa, ist, _ = logged_in(member_flow, transport)
     assert fail(mfa, transport, ist, 9, per_code=3) == ["otp_code_not_found"] * 9
     code = resend(mfa, transport, ist)
     assert len(transport.sent) == 4
@@ -533,15 +489,13 @@ def test_u5_resends_do_not_reset_counter(
 
 
 def test_failure_that_kills_code_and_reaches_threshold_answers_lock(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, events: list[Event]
+    member_flow: FlowFactory, transport: FakeTransport, events: list[Event]
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, c1 = login(mfa, transport)
-    assert [err(auth, mfa, wrong(c1), ist).error_type for _ in range(5)] == ["otp_code_not_found"] * 5
+    mfa, ist, c1 = logged_in(member_flow, transport)
+    assert wrong_tries(mfa, c1, ist, 5) == ["otp_code_not_found"] * 5
     assert err(auth, mfa, c1, ist).error_type == "unable_to_auth_otp_code"  # dead, not counted
     c2 = resend(mfa, transport, ist)
-    assert [err(auth, mfa, wrong(c2), ist).error_type for _ in range(4)] == ["otp_code_not_found"] * 4
+    assert wrong_tries(mfa, c2, ist, 4) == ["otp_code_not_found"] * 4
     e = err(auth, mfa, wrong(c2), ist)  # 5th on this code and 10th on the member
     assert e.error_type == "user_lock_limit_reached"
     assert mfa.get_member(ORG, MEMBER).is_locked is True
@@ -549,11 +503,9 @@ def test_failure_that_kills_code_and_reaches_threshold_answers_lock(
 
 
 def test_u7_success_resets_counter(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow(**ROOMY)
-    setup_member(mfa)
-    ist, _ = login(mfa, transport)
+    mfa, ist, _ = logged_in(member_flow, transport, **ROOMY)
     assert fail(mfa, transport, ist, 9) == ["otp_code_not_found"] * 9
     assert auth(mfa, transport.sent[-1].code, ist).session_token
     ist2, _ = login(mfa, transport)
@@ -563,10 +515,9 @@ def test_u7_success_resets_counter(
 
 
 def test_refusals_before_step_6_never_count(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow(**ROOMY)
-    setup_member(mfa)
+    mfa = member_flow(**ROOMY)
     setup_member(mfa, MEMBER2, mfa_phone_number=PHONE2)
     other = discovery_ist(mfa, MEMBER2)
     d = discovery_ist(mfa)
@@ -589,11 +540,9 @@ def test_refusals_before_step_6_never_count(
 
 
 def test_failure_counter_has_no_time_window(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, _ = login(mfa, transport)
+    mfa, ist, _ = logged_in(member_flow, transport)
     assert fail(mfa, transport, ist, 9) == ["otp_code_not_found"] * 9
     clock.advance(3000)
     ist2, code = login(mfa, transport)
@@ -616,11 +565,9 @@ def test_directory_lock_fields_have_no_effect(
 
 
 def test_success_consumes_ist_and_issues_fresh_session(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport)
     clock.advance(5)
     now = clock.now()
     res = auth(mfa, code, ist)
@@ -724,12 +671,10 @@ def test_set_default_mfa_replaces_totp_default(
 
 @pytest.mark.parametrize(("minutes", "lifetime"), [(None, 60), (5, 5), (527040, 527040), (1440, 1440)])
 def test_session_duration_minutes_in_range(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock,
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock,
     minutes: int | None, lifetime: int,
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport)
     res = auth(mfa, code, ist, session_duration_minutes=minutes)
     assert res.member_session is not None
     assert res.member_session.expires_at == at(clock.now() + lifetime * 60)
@@ -737,11 +682,9 @@ def test_session_duration_minutes_in_range(
 
 @pytest.mark.parametrize("minutes", [4, 527041, 0, -5])
 def test_session_duration_minutes_out_of_range(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, minutes: int
+    member_flow: FlowFactory, transport: FakeTransport, minutes: int
 ) -> None:
-    mfa = flow(lockout_threshold=1)
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport, lockout_threshold=1)
     e = err(auth, mfa, code, ist, session_duration_minutes=minutes)
     assert (e.error_type, e.status_code) == ("invalid_session_duration_minutes", 400)
     e = err(auth, mfa, wrong(code), ist, session_duration_minutes=minutes)
@@ -750,11 +693,9 @@ def test_session_duration_minutes_out_of_range(
 
 
 def test_u17_ist_valid_before_600_s(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, _ = login(mfa, transport)
+    mfa, ist, _ = logged_in(member_flow, transport)
     clock.advance(590)
     code = resend(mfa, transport, ist)
     clock.advance(9)
@@ -762,11 +703,9 @@ def test_u17_ist_valid_before_600_s(
 
 
 def test_u17_ist_expires_after_600_s(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport)
     clock.advance(601)
     e = err(mfa.send_sms_otp, ORG, MEMBER, intermediate_session_token=ist)
     assert (e.error_type, e.status_code) == ("intermediate_session_not_found", 404)
@@ -775,10 +714,9 @@ def test_u17_ist_expires_after_600_s(
 
 
 def test_u17_ist_of_another_member_refused(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, setup_member: Setup, transport: FakeTransport
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     setup_member(mfa, MEMBER2, mfa_phone_number=PHONE2)
     ist, code = login(mfa, transport)
     _, code2 = login(mfa, transport, MEMBER2)
@@ -914,10 +852,9 @@ def test_u14_known_code_never_leaks(
 
 
 def test_results_repr_masks_tokens(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, transport: FakeTransport
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     p = mfa.authenticate_primary(ORG, MEMBER, "email_magic_link")
     ist = p.intermediate_session_token
     assert ist not in repr(p)
@@ -937,10 +874,9 @@ def test_results_repr_masks_tokens(
 
 
 def test_events_emitted_in_order_with_names(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock, events: list[Event]
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock, events: list[Event]
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     p = mfa.authenticate_primary(ORG, MEMBER, "email_magic_link")
     ist = p.intermediate_session_token
     sent = [e for e in events if e.name == "otp.sent"]
@@ -988,10 +924,9 @@ def test_event_phone_linked_on_link(
 
 
 def test_event_delivery_failed(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, events: list[Event]
+    member_flow: FlowFactory, transport: FakeTransport, events: list[Event]
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     ist = discovery_ist(mfa)
     transport.fail_next("rejected")
     e = err(mfa.send_sms_otp, ORG, MEMBER, intermediate_session_token=ist)
@@ -1002,7 +937,7 @@ def test_event_delivery_failed(
 
 
 def test_event_callback_exception_is_swallowed(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, events: list[Event],
+    member_flow: FlowFactory, transport: FakeTransport, events: list[Event],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     calls: list[str] = []
@@ -1012,9 +947,7 @@ def test_event_callback_exception_is_swallowed(
         raise RuntimeError("callback-boom-marker")
 
     caplog.set_level(logging.DEBUG)
-    mfa = flow(extra_events=[boom])
-    setup_member(mfa)
-    ist, code = login(mfa, transport)
+    mfa, ist, code = logged_in(member_flow, transport, extra_events=[boom])
     res = auth(mfa, code, ist)
     assert res.session_token
     assert calls

@@ -7,19 +7,18 @@ which proves these races can see a double use or a lost update when the store le
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Mapping
 
 import pytest
 
-from mfa_flow import AuthenticateResult, Event, Member, MfaError, MfaFlow, Organization, Policy
+from mfa_flow import AuthenticateResult, Event, Member, MfaFlow, Organization, Policy
 from mfa_flow.state import keys
-from mfa_flow.stores import Entry, MemoryStore, Store, Write
+from mfa_flow.stores import Store
 from mfa_flow.testing import FakeClock, FakeTransport
+from tests.races import C1_LOSER_ERRORS, NonAtomicStore, error_type, error_types, race, successes, wrong_codes
+from tests.stores_matrix import ist_and_code
 
 ORG = "organization-test-1"
 MEMBER = "member-test-1"
@@ -27,54 +26,13 @@ PHONE = "+14155550123"
 THREADS = 32
 C1_REPETITIONS = 200
 C2_REPETITIONS = 25
-#: C1 losers: the IST is consumed (a serialising store answers this) or the code is used (a store that
-#: lets the losers read before the winner's commit and retries them answers this).
-C1_LOSER_ERRORS = frozenset({"unable_to_auth_otp_code", "intermediate_session_not_found"})
 #: Generous send limits so repeated logins of one member in one test never hit them.
 ROOMY = {"send_limit_per_member": (1000, 600), "send_limit_per_phone": (1000, 600)}
 
-Outcome = tuple[str, Any]  # ("ok", result) or ("error", exception)
+RACE_TIMEOUT = 30.0  # seconds a race may take
 
 
 # --------------------------------------------------------------------------------------------- harness
-
-
-def race(n: int, work: Callable[[int], Any], *, timeout: float = 30.0) -> list[Outcome]:
-    """Run ``work(i)`` for i in range(n) on n threads released together at a barrier."""
-    barrier = threading.Barrier(n)
-    outcomes: list[Outcome | None] = [None] * n
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout)
-            outcomes[i] = ("ok", work(i))
-        except BaseException as exc:  # every outcome is inspected by the test
-            outcomes[i] = ("error", exc)
-
-    threads = [threading.Thread(target=worker, args=(i,), name=f"race-{i}", daemon=True) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(max(deadline - time.monotonic(), 0.0))
-    assert not any(t.is_alive() for t in threads), "a racing thread did not finish in time"
-    assert all(o is not None for o in outcomes)
-    return [o for o in outcomes if o is not None]
-
-
-def error_types(outcomes: Iterable[Outcome]) -> Counter[str]:
-    """error_type of every MfaError; any other exception fails the test at once."""
-    counts: Counter[str] = Counter()
-    for kind, value in outcomes:
-        if kind == "error":
-            if not isinstance(value, MfaError):
-                raise AssertionError(f"a racing call raised {type(value).__name__}, not an MfaError") from value
-            counts[value.error_type] += 1
-    return counts
-
-
-def successes(outcomes: Iterable[Outcome]) -> list[Any]:
-    return [value for kind, value in outcomes if kind == "ok"]
 
 
 def failure_count(flow: MfaFlow, org: str = ORG, member: str = MEMBER) -> int:
@@ -107,60 +65,10 @@ class World:
 
     def login(self) -> tuple[str, str]:
         """Primary authentication with the automatic send: (IST, code)."""
-        result = self.flow.authenticate_primary(ORG, MEMBER, "email_magic_link")
-        assert result.mfa_required is not None
-        assert result.mfa_required.secondary_auth_initiated == "sms_otp"
-        return result.intermediate_session_token, self.transport.last_code(MEMBER)
+        return ist_and_code(self.flow.authenticate_primary(ORG, MEMBER, "email_magic_link"), self.transport, MEMBER)
 
     def authenticate(self, code: str, ist: str) -> AuthenticateResult:
         return self.flow.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist)
-
-
-def distinct_wrong_codes(code: str, n: int) -> list[str]:
-    """n distinct six-digit codes, none equal to ``code``."""
-    return [f"{(int(code) + 1 + i) % 1_000_000:06d}" for i in range(n)]
-
-
-def outcome_of(call: Callable[..., object], *args: object) -> str:
-    try:
-        call(*args)
-    except MfaError as exc:
-        return exc.error_type
-    return "ok"
-
-
-# ------------------------------------------------------------------------------ a deliberately broken store
-
-
-class _RacyTransaction:
-    """Reads under the store's lock, then lets go; commit sleeps and writes blind (no version check)."""
-
-    def __init__(self, inner: MemoryStore, pause: float) -> None:
-        self._inner = inner
-        self._pause = pause
-
-    def read(self, keys: Iterable[str]) -> dict[str, Entry]:
-        with self._inner.transaction() as tx:  # the lock is held only for the read
-            return tx.read(keys)
-
-    def commit(self, writes: Mapping[str, Write], now: float) -> bool:
-        time.sleep(self._pause)  # a window in which every other thread reads the same state
-        with self._inner.transaction() as tx:  # a fresh transaction that read nothing: a blind write
-            return tx.commit(writes, now)
-
-
-class NonAtomicStore:
-    """A MemoryStore wrapped so that read-decide-commit is NOT atomic: the textbook check-then-act bug."""
-
-    durable = False
-
-    def __init__(self, inner: MemoryStore | None = None, pause: float = 0.003) -> None:
-        self.inner = inner if inner is not None else MemoryStore()
-        self.pause = pause
-
-    @contextmanager
-    def transaction(self) -> Iterator[_RacyTransaction]:
-        yield _RacyTransaction(self.inner, self.pause)
 
 
 # ----------------------------------------------------------------------------------------------------- C1
@@ -169,7 +77,7 @@ class NonAtomicStore:
 def c1_round(world: World) -> tuple[list[AuthenticateResult], Counter[str]]:
     """32 threads submit the same correct code with the same IST."""
     ist, code = world.login()
-    outcomes = race(THREADS, lambda _: world.authenticate(code, ist))
+    outcomes = race(THREADS, lambda _: world.authenticate(code, ist), timeout=RACE_TIMEOUT)
     return successes(outcomes), error_types(outcomes)
 
 
@@ -197,12 +105,12 @@ def test_c1_losers_leave_no_trace_on_the_failure_counter() -> None:
     won, _ = c1_round(world)
     assert len(won) == 1
     ist, code = world.login()
-    wrong = distinct_wrong_codes(code, 9)
-    answers = [outcome_of(world.authenticate, c, ist) for c in wrong[:5]]
+    wrong = wrong_codes(code, 9)
+    answers = [error_type(world.authenticate, c, ist) for c in wrong[:5]]
     assert answers == ["otp_code_not_found"] * 5  # the 5th kills the code
     world.flow.send_sms_otp(ORG, MEMBER, intermediate_session_token=ist)
     code = world.transport.last_code(MEMBER)
-    answers = [outcome_of(world.authenticate, c, ist) for c in distinct_wrong_codes(code, 4)]
+    answers = [error_type(world.authenticate, c, ist) for c in wrong_codes(code, 4)]
     assert answers == ["otp_code_not_found"] * 4  # 9 failures in all: one more would lock
     assert not world.flow.get_member(ORG, MEMBER).is_locked
     assert world.authenticate(code, ist).session_token
@@ -214,8 +122,8 @@ def test_c1_losers_leave_no_trace_on_the_failure_counter() -> None:
 def c2_round(world: World) -> tuple[str, str, Counter[str], int]:
     """32 threads each submit a distinct wrong code for one live code."""
     ist, code = world.login()
-    wrong = distinct_wrong_codes(code, THREADS)
-    outcomes = race(THREADS, lambda i: world.authenticate(wrong[i], ist))
+    wrong = wrong_codes(code, THREADS)
+    outcomes = race(THREADS, lambda i: world.authenticate(wrong[i], ist), timeout=RACE_TIMEOUT)
     assert not successes(outcomes), "a wrong code was accepted"
     return ist, code, error_types(outcomes), failure_count(world.flow)
 
@@ -229,7 +137,7 @@ def test_c2_distinct_wrong_codes_no_lost_updates_and_the_code_dies() -> None:
             f"repetition {repetition}"
         assert failures == 5, f"repetition {repetition}: counter {failures}"
         # The code died at its 5th attempt: the right code is refused, and that refusal is not counted.
-        assert outcome_of(world.authenticate, code, ist) == "unable_to_auth_otp_code"
+        assert error_type(world.authenticate, code, ist) == "unable_to_auth_otp_code"
         assert failure_count(world.flow) == 5
         assert not world.flow.get_member(ORG, MEMBER).is_locked
 
@@ -257,7 +165,7 @@ def test_c2_racing_wrong_codes_lock_exactly_at_the_threshold() -> None:
         assert failures == 10
         assert [e.name for e in world.events].count("member.locked") == 1
         assert world.flow.get_member(ORG, MEMBER).is_locked
-        assert outcome_of(world.authenticate, code, ist) == "user_lock_limit_reached"
+        assert error_type(world.authenticate, code, ist) == "user_lock_limit_reached"
 
 
 # ------------------------------------------------------------------------- the races can see a broken store
@@ -295,8 +203,8 @@ def test_non_atomic_store_is_a_faithful_store_without_concurrency() -> None:
     """The broken store behaves like a store when calls do not overlap, so only the race breaks it."""
     world = World(store=NonAtomicStore(pause=0.0))
     ist, code = world.login()
-    assert outcome_of(world.authenticate, distinct_wrong_codes(code, 1)[0], ist) == "otp_code_not_found"
+    assert error_type(world.authenticate, wrong_codes(code, 1)[0], ist) == "otp_code_not_found"
     assert failure_count(world.flow) == 1
     assert world.authenticate(code, ist).session_token
-    assert outcome_of(world.authenticate, code, ist) == "intermediate_session_not_found"
+    assert error_type(world.authenticate, code, ist) == "intermediate_session_not_found"
     assert failure_count(world.flow) == 0

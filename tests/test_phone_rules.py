@@ -36,7 +36,7 @@ from tests.helpers_send import (
     Env,
     event_names,
     expect_error,
-    expect_refused,
+    expect_send_refused,
     make_env,
     primary_ist,
 )
@@ -136,30 +136,25 @@ def test_phone_normalisation_links_canonical_e164() -> None:
 )
 def test_phone_without_leading_plus_refused(phone: str) -> None:
     env = make_env()
-    err = expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=phone),
-                         "invalid_phone_number", member=(ORG, M_FRESH))
+    err = expect_send_refused(env, M_FRESH, "invalid_phone_number", mfa_phone_number=phone)
     assert err.status_code == 400
 
 
 def test_phone_without_leading_plus_refused_even_for_own_number() -> None:
     env = make_env()
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_UNVERIFIED, mfa_phone_number="14155550124"),
-                   "invalid_phone_number", member=(ORG, M_UNVERIFIED))
+    expect_send_refused(env, M_UNVERIFIED, "invalid_phone_number", mfa_phone_number="14155550124")
 
 
 def test_phone_over_64_characters_refused() -> None:
     env = make_env()
-    f = env.flow
     # Each normalises to a valid US number; only the raw length decides.
     for padding in (" ", "\u200b", "-"):
         too_long = "+14155550130" + padding * 53
         assert len(too_long) == 65
-        expect_refused(env, lambda p=too_long: f.send_sms_otp(ORG, M_FRESH, mfa_phone_number=p),
-                       "invalid_phone_number", member=(ORG, M_FRESH))
+        expect_send_refused(env, M_FRESH, "invalid_phone_number", mfa_phone_number=too_long)
     huge = "+1" + "4" * 10_000
     started = time.perf_counter()
-    expect_refused(env, lambda: f.send_sms_otp(ORG, M_FRESH, mfa_phone_number=huge), "invalid_phone_number",
-                   member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "invalid_phone_number", mfa_phone_number=huge)
     assert time.perf_counter() - started < 1.0
     # Exactly 64 characters is allowed.
     exactly = "+14155550130" + " " * 52
@@ -174,8 +169,7 @@ def test_phone_over_64_characters_refused() -> None:
 )
 def test_phone_extension_refused(phone: str) -> None:
     env = make_env()
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=phone),
-                   "invalid_phone_number", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "invalid_phone_number", mfa_phone_number=phone)
     assert env.flow.get_member(ORG, M_FRESH).mfa_phone_number == ""
     # The same number without the extension is fine.
     assert link(env, M_FRESH, P_NEW) == P_NEW
@@ -184,16 +178,14 @@ def test_phone_extension_refused(phone: str) -> None:
 @pytest.mark.parametrize("phone", ["", "+", "+1", "++", "hello", "+1abc", "+999123456", "\u200b", "tel:"])
 def test_phone_unparseable_refused(phone: str) -> None:
     env = make_env()
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=phone),
-                   "invalid_phone_number", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "invalid_phone_number", mfa_phone_number=phone)
 
 
 @pytest.mark.parametrize("phone", [14155550130, 1.4155550130e10, b"+14155550130", ["+14155550130"],
                                    {"number": "+14155550130"}, True])
 def test_phone_not_a_string_refused(phone: object) -> None:
     env = make_env()
-    err = expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=phone),
-                         "invalid_phone_number", member=(ORG, M_FRESH))
+    err = expect_send_refused(env, M_FRESH, "invalid_phone_number", mfa_phone_number=phone)
     assert isinstance(err, ValueError)
 
 
@@ -228,8 +220,7 @@ def test_phone_region_is_the_parsed_region_under_default_policy(phone: str, erro
         assert link(env, M_FRESH, phone) == phone
         assert env.flow.get_member(ORG, M_FRESH).mfa_phone_number == phone
         return
-    err = expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=phone), error_type,
-                         member=(ORG, M_FRESH))
+    err = expect_send_refused(env, M_FRESH, error_type, mfa_phone_number=phone)
     assert err.status_code == 400
     assert env.flow.get_member(ORG, M_FRESH).mfa_phone_number == ""
 
@@ -242,27 +233,23 @@ def test_phone_allowlist_admits_parsed_regions() -> None:
     assert env.flow.get_member(ORG, M_FRESH).mfa_phone_number == P_JM
     # Regions outside the allowlist are still refused (GU is also on the unsupported list; GB is not).
     env.flow.directory.put_member(Member("member-gb", ORG, email_address="gb@example.com"))
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, "member-gb", mfa_phone_number="+447400123456"),
-                   "invalid_phone_number_country_code", member=(ORG, "member-gb"))
+    expect_send_refused(env, "member-gb", "invalid_phone_number_country_code", mfa_phone_number="+447400123456")
     # A narrower allowlist refuses CA.
     env = make_env(Policy(allowed_regions={"US"}))
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=P_CA),
-                   "invalid_phone_number_country_code", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "invalid_phone_number_country_code", mfa_phone_number=P_CA)
     assert link(env, M_FRESH, P_NEW) == P_NEW
 
 
 @pytest.mark.parametrize(("region", "phone"), [("GU", P_GU), ("BS", P_BS)])
 def test_phone_unsupported_list_beats_allowlist(region: str, phone: str) -> None:
     env = make_env(Policy(allowed_regions={"US", "CA", region}))
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=phone),
-                   "invalid_phone_number_country_code", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "invalid_phone_number_country_code", mfa_phone_number=phone)
     # Users may replace the shipped list: without it the allowlisted region is accepted.
     env = make_env(Policy(allowed_regions={"US", "CA", region}, unsupported_regions=frozenset()))
     assert link(env, M_FRESH, phone) == phone
     # A replaced list is honoured too: here it refuses an allowlisted CA.
     env = make_env(Policy(unsupported_regions={"CA"}))
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=P_CA),
-                   "invalid_phone_number_country_code", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "invalid_phone_number_country_code", mfa_phone_number=P_CA)
 
 
 def test_phone_shipped_unsupported_list_is_the_reference_list() -> None:
@@ -290,8 +277,7 @@ def test_phone_each_unsupported_region_refused_even_when_allowlisted(region: str
     assert phonenumbers.is_valid_number(parsed)
     assert phonenumbers.region_code_for_number(parsed) == region
     env = make_env(Policy(allowed_regions={"US", "CA", region}))
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=phone),
-                   "invalid_phone_number_country_code", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "invalid_phone_number_country_code", mfa_phone_number=phone)
 
 
 BLOCKED_TYPE_TABLE = [
@@ -308,8 +294,7 @@ BLOCKED_TYPE_TABLE = [
 @pytest.mark.parametrize("phone", [c[1] for c in BLOCKED_TYPE_TABLE], ids=[c[0] for c in BLOCKED_TYPE_TABLE])
 def test_phone_refused_number_types_even_in_allowed_regions(phone: str) -> None:
     env = make_env(Policy(allowed_regions={"US", "CA", "GB", "DE"}))
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=phone),
-                   "invalid_phone_number", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "invalid_phone_number", mfa_phone_number=phone)
 
 
 def test_phone_allowed_number_types_and_voip_as_policy_choice() -> None:
@@ -317,15 +302,13 @@ def test_phone_allowed_number_types_and_voip_as_policy_choice() -> None:
     assert link(env, M_FRESH, "+447400123456") == "+447400123456"  # GB mobile
     assert link(env, M_FRESH2, "+445612345678") == "+445612345678"  # GB VOIP: not refused by default
     env = make_env(Policy(allowed_regions={"US", "CA", "GB"}, blocked_number_types=DEFAULT_BLOCKED | {"VOIP"}))
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number="+445612345678"),
-                   "invalid_phone_number", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "invalid_phone_number", mfa_phone_number="+445612345678")
 
 
 def test_phone_test_numbers_skip_validity_region_and_type() -> None:
     # Not listed: refused.
     env = make_env()
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=P_INVALID),
-                   "invalid_phone_number", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "invalid_phone_number", mfa_phone_number=P_INVALID)
     env = make_env(Policy(test_numbers=(P_INVALID, P_JM, P_PREMIUM, "+10000000009")))
     f = env.flow
     assert link(env, M_FRESH, "+1 000 000 0000") == P_INVALID  # invalid, but a listed test number
@@ -337,11 +320,9 @@ def test_phone_test_numbers_skip_validity_region_and_type() -> None:
     for phone, error_type in [("+10000000001", "invalid_phone_number"), ("+18765550124",
                                                                        "invalid_phone_number_country_code"),
                               (P_GU, "invalid_phone_number_country_code"), (P_TOLL_FREE, "invalid_phone_number")]:
-        expect_refused(env, lambda p=phone: f.send_sms_otp(ORG, "member-x", mfa_phone_number=p), error_type,
-                       member=(ORG, "member-x"))
+        expect_send_refused(env, "member-x", error_type, mfa_phone_number=phone)
     # An extension is refused even on a test number.
-    expect_refused(env, lambda: f.send_sms_otp(ORG, "member-x", mfa_phone_number="+10000000009 ext. 1"),
-                   "invalid_phone_number", member=(ORG, "member-x"))
+    expect_send_refused(env, "member-x", "invalid_phone_number", mfa_phone_number="+10000000009 ext. 1")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -389,14 +370,11 @@ def test_destination_different_number_refused_and_phone_unchanged(attacker_numbe
     env = make_env()
     f = env.flow
     ist = primary_ist(env, ORG, M_VERIFIED)
-    expect_refused(env, lambda: f.send_sms_otp(ORG, M_VERIFIED, mfa_phone_number=attacker_number,
-                                               intermediate_session_token=ist),
-                   "duplicate_member_phone_number_for_member", member=(ORG, M_VERIFIED))
+    expect_send_refused(env, M_VERIFIED, "duplicate_member_phone_number_for_member", mfa_phone_number=attacker_number,
+                        intermediate_session_token=ist)
     # Also with no token, and for a member whose phone is linked but unverified.
-    expect_refused(env, lambda: f.send_sms_otp(ORG, M_VERIFIED, mfa_phone_number=attacker_number),
-                   "duplicate_member_phone_number_for_member", member=(ORG, M_VERIFIED))
-    expect_refused(env, lambda: f.send_sms_otp(ORG, M_UNVERIFIED, mfa_phone_number=attacker_number),
-                   "duplicate_member_phone_number_for_member", member=(ORG, M_UNVERIFIED))
+    expect_send_refused(env, M_VERIFIED, "duplicate_member_phone_number_for_member", mfa_phone_number=attacker_number)
+    expect_send_refused(env, M_UNVERIFIED, "duplicate_member_phone_number_for_member", mfa_phone_number=attacker_number)
     m = f.get_member(ORG, M_VERIFIED)
     assert (m.mfa_phone_number, m.mfa_phone_number_verified) == (P_VERIFIED, True)
     assert f.get_member(ORG, M_UNVERIFIED).mfa_phone_number == P_UNVERIFIED
@@ -411,18 +389,16 @@ def test_destination_different_number_refused_even_with_a_full_session() -> None
     ist = primary_ist(env, ORG, M_VERIFIED)
     session = f.authenticate_sms_otp(ORG, M_VERIFIED, env.transport.sent[-1].code,
                                      intermediate_session_token=ist).session_token
-    expect_refused(env, lambda: f.send_sms_otp(ORG, M_VERIFIED, mfa_phone_number=P_NEW, session_token=session),
-                   "duplicate_member_phone_number_for_member", member=(ORG, M_VERIFIED))
+    expect_send_refused(env, M_VERIFIED, "duplicate_member_phone_number_for_member", mfa_phone_number=P_NEW,
+                        session_token=session)
     assert f.get_member(ORG, M_VERIFIED).mfa_phone_number == P_VERIFIED
 
 
 def test_destination_missing_refused() -> None:
     env = make_env()
-    err = expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH), "member_phone_number_not_found",
-                         member=(ORG, M_FRESH))
+    err = expect_send_refused(env, M_FRESH, "member_phone_number_not_found")
     assert err.status_code == 404
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=None),
-                   "member_phone_number_not_found", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "member_phone_number_not_found", mfa_phone_number=None)
 
 
 def test_destination_link_on_send_writes_unverified_phone_and_emits_phone_linked() -> None:
@@ -445,9 +421,8 @@ def test_destination_link_on_send_writes_unverified_phone_and_emits_phone_linked
     # Linked now: a send without a number goes there, another number is a mismatch.
     f.send_sms_otp(ORG, M_FRESH, intermediate_session_token=ist)
     assert env.transport.sent[-1].to == P_NEW
-    expect_refused(env, lambda: f.send_sms_otp(ORG, M_FRESH, mfa_phone_number=P_NEW2,
-                                               intermediate_session_token=ist),
-                   "duplicate_member_phone_number_for_member", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "duplicate_member_phone_number_for_member", mfa_phone_number=P_NEW2,
+                        intermediate_session_token=ist)
     # A successful authenticate verifies it.
     f.authenticate_sms_otp(ORG, M_FRESH, env.transport.sent[-1].code, intermediate_session_token=ist)
     m = f.get_member(ORG, M_FRESH)
@@ -475,8 +450,7 @@ def test_destination_number_linked_to_another_member_refused(setup: Callable[[En
     env = make_env()
     taken = setup(env)
     mark = env.mark()
-    err = expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=phone),
-                         "duplicate_member_phone_number", member=(ORG, M_FRESH))
+    err = expect_send_refused(env, M_FRESH, "duplicate_member_phone_number", mfa_phone_number=phone)
     assert err.status_code == 400
     assert env.flow.get_member(ORG, M_FRESH).mfa_phone_number == ""
     assert env.sent_since(mark) == []
@@ -486,8 +460,7 @@ def test_destination_number_linked_to_another_member_refused(setup: Callable[[En
 
 def test_destination_other_member_keeps_number_in_verify_mode_too() -> None:
     env = make_env(Policy(link_phone_on="verify"))
-    expect_refused(env, lambda: env.flow.send_sms_otp(ORG, M_FRESH, mfa_phone_number=P_OTHER),
-                   "duplicate_member_phone_number", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "duplicate_member_phone_number", mfa_phone_number=P_OTHER)
     assert env.flow.get_member(ORG, M_OTHER).mfa_phone_number == P_OTHER
 
 
@@ -507,8 +480,7 @@ def test_destination_verify_mode_pending_until_authenticate() -> None:
     assert env.transport.sent[-1].to == P_NEW2
     assert f.get_member(ORG, M_FRESH).mfa_phone_number == ""
     # The pending number is not linked: no number → not found.
-    expect_refused(env, lambda: f.send_sms_otp(ORG, M_FRESH, intermediate_session_token=ist),
-                   "member_phone_number_not_found", member=(ORG, M_FRESH))
+    expect_send_refused(env, M_FRESH, "member_phone_number_not_found", intermediate_session_token=ist)
     if first_code != second_code:
         expect_error(lambda: f.authenticate_sms_otp(ORG, M_FRESH, first_code, intermediate_session_token=ist),
                      "otp_code_not_found")

@@ -2,54 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from mfa_flow import Event, Member, MfaError, MfaFlow
 from mfa_flow.testing import FakeClock, FakeTransport
-
-ORG = "organization-test-1"
-MEMBER = "member-test-1"
-MEMBER2 = "member-test-2"
-PHONE = "+14155550123"
-PHONE2 = "+14155550124"
-TOTP = "totp-registration-1"
-
-FlowFactory = Callable[..., MfaFlow]
-Setup = Callable[..., Member]
-
-
-def at(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def wrong(code: str) -> str:
-    return f"{(int(code) + 1) % 1_000_000:06d}"
+from tests.helpers_rules import (
+    MEMBER,
+    MEMBER2,
+    ORG,
+    PHONE,
+    PHONE2,
+    TOTP,
+    FlowFactory,
+    Setup,
+    at,
+    err,
+    names,
+    refusals,
+    sms_session,
+    wrong,
+)
 
 
-def err(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> MfaError:
-    with pytest.raises(MfaError) as ei:
-        fn(*args, **kwargs)
-    return ei.value
+def check_after(mfa: MfaFlow, clock: FakeClock, token: str, seconds: float) -> Any:
+    """Advance the clock by ``seconds`` of inactivity, then ``authenticate_session`` with ``token``."""
+    clock.advance(seconds)
+    return mfa.authenticate_session(session_token=token)
 
 
-def names(evs: list[Event]) -> list[str]:
-    return [e.name for e in evs]
-
-
-def sms_session(mfa: MfaFlow, transport: FakeTransport, member: str = MEMBER, **kwargs: Any) -> str:
-    """Primary auth + the automatic code → a session (magic_link + sms)."""
-    r = mfa.authenticate_primary(ORG, member, "email_magic_link")
-    assert r.mfa_required is not None
-    assert r.mfa_required.secondary_auth_initiated == "sms_otp"
-    res = mfa.authenticate_sms_otp(
-        ORG, member, transport.sent[-1].code, intermediate_session_token=r.intermediate_session_token, **kwargs
-    )
-    assert res.session_token
-    return str(res.session_token)
+def assert_check(check: Any, *, step_up: bool, initiated: str | None) -> None:
+    """An authenticate_session result reports ``step_up`` and started ``initiated`` (None: no send)."""
+    assert check.step_up_required is step_up
+    if initiated is None:
+        assert check.secondary_auth_initiated is None
+    else:
+        assert check.secondary_auth_initiated == initiated
 
 
 def sms_factors(session: Any) -> list[Any]:
@@ -60,54 +49,45 @@ def sms_factors(session: Any) -> list[Any]:
 
 
 def test_authenticate_session_on_fresh_session_updates_last_accessed_at(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     token = sms_session(mfa, transport)
     t0 = clock.now()
-    clock.advance(100)
-    check = mfa.authenticate_session(session_token=token)
-    assert check.step_up_required is False
-    assert check.secondary_auth_initiated is None
+    check = check_after(mfa, clock, token, 100)
+    assert_check(check, step_up=False, initiated=None)
     assert check.member_session.last_accessed_at == at(t0 + 100)
     assert check.member_session.expires_at == at(t0 + 3600)
     assert check.member_session.member_id == MEMBER
     # activity resets the inactivity timer: 1790 s after the last access, 1890 s after the login
-    clock.advance(1790)
-    check = mfa.authenticate_session(session_token=token)
+    check = check_after(mfa, clock, token, 1790)
     assert check.step_up_required is False
     assert check.member_session.last_accessed_at == at(t0 + 1890)
     assert len(transport.sent) == 1
 
 
 def test_idle_exactly_inactivity_timeout_needs_no_step_up(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock, events: list[Event]
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock, events: list[Event]
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     token = sms_session(mfa, transport)
-    clock.advance(1800)
-    check = mfa.authenticate_session(session_token=token)
-    assert check.step_up_required is False
-    assert check.secondary_auth_initiated is None
+    check = check_after(mfa, clock, token, 1800)
+    assert_check(check, step_up=False, initiated=None)
     assert check.member_session.last_accessed_at == at(clock.now())
     assert len(transport.sent) == 1
     assert "session.step_up_required" not in names(events)
 
 
 def test_idle_over_inactivity_timeout_requires_step_up_and_sends_code(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock, events: list[Event]
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock, events: list[Event]
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     token = sms_session(mfa, transport)
     t0 = clock.now()
     clock.advance(1800.001)
     mark = len(events)
     check = mfa.authenticate_session(session_token=token)
-    assert check.step_up_required is True
-    assert check.secondary_auth_initiated == "sms_otp"
+    assert_check(check, step_up=True, initiated="sms_otp")
     assert len(transport.sent) == 2
     msg = transport.sent[-1]
     assert (msg.to, msg.member_id, msg.organization_id) == (PHONE, MEMBER, ORG)
@@ -120,31 +100,26 @@ def test_idle_over_inactivity_timeout_requires_step_up_and_sends_code(
 
 
 def test_step_up_repeated_calls_send_nothing_more_while_code_live(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     token = sms_session(mfa, transport)
     clock.advance(1801)
     for _ in range(4):
         check = mfa.authenticate_session(session_token=token)
-        assert check.step_up_required is True
-        assert check.secondary_auth_initiated == "sms_otp"
+        assert_check(check, step_up=True, initiated="sms_otp")
         clock.advance(10)
     assert len(transport.sent) == 2
     # once the step-up code has expired, the next check sends a new one
-    clock.advance(120)
-    check = mfa.authenticate_session(session_token=token)
-    assert check.step_up_required is True
-    assert check.secondary_auth_initiated == "sms_otp"
+    check = check_after(mfa, clock, token, 120)
+    assert_check(check, step_up=True, initiated="sms_otp")
     assert len(transport.sent) == 3
 
 
 def test_step_up_code_bound_to_session(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     token = sms_session(mfa, transport)
     clock.advance(1801)
     mfa.authenticate_session(session_token=token)
@@ -157,17 +132,15 @@ def test_step_up_code_bound_to_session(
 
 
 def test_step_up_send_supersedes_other_live_code(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     token = sms_session(mfa, transport)
     clock.advance(1750)
     ist = mfa.authenticate_primary(ORG, MEMBER, "discovery").intermediate_session_token
     mfa.send_sms_otp(ORG, MEMBER, intermediate_session_token=ist)
     login_code = transport.sent[-1].code
-    clock.advance(51)
-    check = mfa.authenticate_session(session_token=token)
+    check = check_after(mfa, clock, token, 51)
     assert check.secondary_auth_initiated == "sms_otp"
     assert len(transport.sent) == 3
     step_up_code = transport.sent[-1].code
@@ -178,10 +151,9 @@ def test_step_up_send_supersedes_other_live_code(
 
 
 def test_step_up_completed_by_sms_keeps_token_and_expiry(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock, events: list[Event]
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock, events: list[Event]
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     token = sms_session(mfa, transport)
     t0 = clock.now()
     clock.advance(1801)
@@ -206,10 +178,9 @@ def test_step_up_completed_by_sms_keeps_token_and_expiry(
 
 
 def test_step_up_completed_with_duration_extends_expiry(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     token = sms_session(mfa, transport)
     clock.advance(1801)
     mfa.authenticate_session(session_token=token)
@@ -238,10 +209,8 @@ def test_step_up_totp_only_member_completed_by_record_mfa_factor(
     assert r.mfa_required.secondary_auth_initiated is None
     token = mfa.record_mfa_factor(ORG, MEMBER, "totp", intermediate_session_token=r.intermediate_session_token)\
         .session_token
-    clock.advance(1801)
-    check = mfa.authenticate_session(session_token=token)
-    assert check.step_up_required is True
-    assert check.secondary_auth_initiated is None
+    check = check_after(mfa, clock, token, 1801)
+    assert_check(check, step_up=True, initiated=None)
     assert transport.sent == []
     assert "session.step_up_required" in names(events)
     mark = len(events)
@@ -254,10 +223,9 @@ def test_step_up_totp_only_member_completed_by_record_mfa_factor(
 
 
 def test_step_up_session_does_not_skip_mfa_in_primary_auth(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     token = sms_session(mfa, transport)
     clock.advance(1801)
     r = mfa.authenticate_primary(ORG, MEMBER, "oauth", session_token=token)
@@ -274,10 +242,9 @@ def test_step_up_session_does_not_skip_mfa_in_primary_auth(
 
 
 def test_session_past_expires_at_is_not_found(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     token = sms_session(mfa, transport, session_duration_minutes=5)
     clock.advance(200)
     assert mfa.authenticate_session(session_token=token).step_up_required is False
@@ -291,9 +258,8 @@ def test_session_past_expires_at_is_not_found(
     assert len(transport.sent) == 1
 
 
-def test_authenticate_session_refuses_unknown_token_and_jwt(flow: FlowFactory, setup_member: Setup) -> None:
-    mfa = flow()
-    setup_member(mfa)
+def test_authenticate_session_refuses_unknown_token_and_jwt(member_flow: FlowFactory) -> None:
+    mfa = member_flow()
     e = err(mfa.authenticate_session, session_token="session-unknown")
     assert (e.error_type, e.status_code) == ("session_not_found", 404)
     e = err(mfa.authenticate_session, session_jwt="eyJhbGciOiJIUzI1NiJ9.e30.x")
@@ -317,23 +283,19 @@ def test_member_without_active_factor_never_needs_step_up(
     assert r.session_token
     clock.advance(3000)
     check = mfa.authenticate_session(session_token=r.session_token)
-    assert check.step_up_required is False
-    assert check.secondary_auth_initiated is None
+    assert_check(check, step_up=False, initiated=None)
     assert check.member_session.last_accessed_at == at(clock.now())
     assert transport.sent == []
     assert "session.step_up_required" not in names(events)
 
 
 def test_resend_on_inactivity_off_reports_step_up_without_send(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow(resend_on_inactivity=False)
-    setup_member(mfa)
+    mfa = member_flow(resend_on_inactivity=False)
     token = sms_session(mfa, transport)
-    clock.advance(1801)
-    check = mfa.authenticate_session(session_token=token)
-    assert check.step_up_required is True
-    assert check.secondary_auth_initiated is None
+    check = check_after(mfa, clock, token, 1801)
+    assert_check(check, step_up=True, initiated=None)
     assert len(transport.sent) == 1
     # the session may still send and authenticate for its own member, which completes the step-up
     mfa.send_sms_otp(ORG, MEMBER, session_token=token)
@@ -344,43 +306,36 @@ def test_resend_on_inactivity_off_reports_step_up_without_send(
 
 
 def test_step_up_while_locked_reports_without_send(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
-    mfa = flow(lockout_threshold=1)
-    setup_member(mfa)
+    mfa = member_flow(lockout_threshold=1)
     token = sms_session(mfa, transport)
     ist = mfa.authenticate_primary(ORG, MEMBER, "discovery").intermediate_session_token
     mfa.send_sms_otp(ORG, MEMBER, intermediate_session_token=ist)
     e = err(mfa.authenticate_sms_otp, ORG, MEMBER, wrong(transport.sent[-1].code), intermediate_session_token=ist)
     assert e.error_type == "user_lock_limit_reached"
     sent = len(transport.sent)
-    clock.advance(1801)
-    check = mfa.authenticate_session(session_token=token)
-    assert check.step_up_required is True
-    assert check.secondary_auth_initiated is None
+    check = check_after(mfa, clock, token, 1801)
+    assert_check(check, step_up=True, initiated=None)
     assert len(transport.sent) == sent
 
 
 def test_step_up_send_refused_by_limits_reports_refusal(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock, events: list[Event]
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock, events: list[Event]
 ) -> None:
-    mfa = flow(send_limit_per_member=(1, 3600))
-    setup_member(mfa)
+    mfa = member_flow(send_limit_per_member=(1, 3600))
     token = sms_session(mfa, transport)
     clock.advance(1801)
     mark = len(events)
     check = mfa.authenticate_session(session_token=token)
-    assert check.step_up_required is True
-    assert check.secondary_auth_initiated is None
+    assert_check(check, step_up=True, initiated=None)
     assert len(transport.sent) == 1
-    refused = [e for e in events[mark:] if e.name == "otp.refused"]
-    assert len(refused) == 1
-    assert refused[0].reason == "too_many_requests"
+    assert refusals(events[mark:]) == ["too_many_requests"]
 
 
 @pytest.mark.parametrize("refuse", [False, True])
 def test_step_up_send_runs_before_send_hooks(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock, events: list[Event],
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock, events: list[Event],
     refuse: bool,
 ) -> None:
     contexts: list[object] = []
@@ -391,8 +346,7 @@ def test_step_up_send_runs_before_send_hooks(
         if armed:
             raise MfaError("bad_request", "device not recognised")
 
-    mfa = flow(before_send=[hook])
-    setup_member(mfa)
+    mfa = member_flow(before_send=[hook])
     token = mfa.authenticate_primary(ORG, MEMBER, "discovery").intermediate_session_token
     mfa.send_sms_otp(ORG, MEMBER, intermediate_session_token=token)
     session = mfa.authenticate_sms_otp(ORG, MEMBER, transport.sent[-1].code,
@@ -408,8 +362,7 @@ def test_step_up_send_runs_before_send_hooks(
     if refuse:
         assert check.secondary_auth_initiated is None
         assert len(transport.sent) == 1
-        refused = [e for e in events[mark:] if e.name == "otp.refused"]
-        assert [e.reason for e in refused] == ["bad_request"]
+        assert refusals(events[mark:]) == ["bad_request"]
     else:
         assert check.secondary_auth_initiated == "sms_otp"
         assert len(transport.sent) == 2
@@ -419,10 +372,9 @@ def test_step_up_send_runs_before_send_hooks(
 
 
 def test_delete_mfa_phone_number_unlinks_and_kills_live_code(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, events: list[Event]
+    member_flow: FlowFactory, transport: FakeTransport, events: list[Event]
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     r = mfa.authenticate_primary(ORG, MEMBER, "email_magic_link")
     code = transport.sent[-1].code
     mark = len(events)
@@ -445,10 +397,9 @@ def test_delete_mfa_phone_number_unlinks_and_kills_live_code(
 
 
 def test_linked_phone_replaced_only_through_delete(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, events: list[Event]
+    member_flow: FlowFactory, transport: FakeTransport, events: list[Event]
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     ist = mfa.authenticate_primary(ORG, MEMBER, "discovery").intermediate_session_token
     e = err(mfa.send_sms_otp, ORG, MEMBER, mfa_phone_number=PHONE2, intermediate_session_token=ist)
     assert (e.error_type, e.status_code) == ("duplicate_member_phone_number_for_member", 400)
@@ -466,9 +417,8 @@ def test_linked_phone_replaced_only_through_delete(
     assert mfa.get_member(ORG, MEMBER).mfa_phone_number_verified is True
 
 
-def test_delete_mfa_phone_number_unknown_refs(flow: FlowFactory, setup_member: Setup) -> None:
-    mfa = flow()
-    setup_member(mfa)
+def test_delete_mfa_phone_number_unknown_refs(member_flow: FlowFactory) -> None:
+    mfa = member_flow()
     e = err(mfa.delete_mfa_phone_number, "organization-unknown", MEMBER)
     assert (e.error_type, e.status_code) == ("organization_not_found", 404)
     e = err(mfa.delete_mfa_phone_number, ORG, "member-unknown")
@@ -477,10 +427,9 @@ def test_delete_mfa_phone_number_unknown_refs(flow: FlowFactory, setup_member: S
 
 
 def test_deleted_phone_frees_number_for_another_member(
-    flow: FlowFactory, setup_member: Setup, transport: FakeTransport
+    member_flow: FlowFactory, setup_member: Setup, transport: FakeTransport
 ) -> None:
-    mfa = flow()
-    setup_member(mfa)
+    mfa = member_flow()
     setup_member(mfa, MEMBER2, mfa_phone_number="", mfa_phone_number_verified=False)
     e = err(mfa.send_sms_otp, ORG, MEMBER2, mfa_phone_number=PHONE)
     assert e.error_type == "duplicate_member_phone_number"

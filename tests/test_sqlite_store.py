@@ -7,16 +7,15 @@ Every test uses a real database file under tmp_path; nothing of sqlite3 is mocke
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import multiprocessing
 import os
 import sqlite3
-import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,8 @@ from mfa_flow.stores._base import TTL_GRACE
 from mfa_flow.stores._codec import encode
 from mfa_flow.stores.sqlite import PURGE_EVERY, SCHEMA_VERSION
 from mfa_flow.testing import FakeClock, FakeTransport
+from tests.races import C1_LOSER_ERRORS, race
+from tests.stores_matrix import any_transaction, ist_and_code, settle
 
 KEY = b"k" * 32
 ORG = "organization-test-1"
@@ -48,7 +49,6 @@ MEMBER = "member-test-1"
 PHONE = "+14155550123"
 NOW = 1767225600.0
 ROOMY = {"send_limit_per_member": (1000, 600), "send_limit_per_phone": (1000, 600)}
-C1_LOSER_ERRORS = frozenset({"unable_to_auth_otp_code", "intermediate_session_not_found"})
 STORES = [SqliteStore, AsyncSqliteStore]
 
 AnyStore = SqliteStore | AsyncSqliteStore
@@ -69,29 +69,13 @@ def store(request: pytest.FixtureRequest, db: str) -> Iterator[AnyStore]:
     opened.close()
 
 
-async def settle(value: Any) -> Any:
-    return await value if inspect.isawaitable(value) else value
-
-
-@asynccontextmanager
-async def transaction(store: AnyStore) -> AsyncIterator[Any]:
-    """One transaction on either store, driven the way AsyncMfaFlow drives stores."""
-    scope = store.transaction()
-    if isinstance(scope, AbstractAsyncContextManager):
-        async with scope as tx:
-            yield tx
-    else:
-        with scope as tx:
-            yield tx
-
-
 async def read(store: AnyStore, *names: str) -> dict[str, Entry]:
-    async with transaction(store) as tx:
+    async with any_transaction(store) as tx:
         return dict(await settle(tx.read(list(names))))
 
 
 async def write(store: AnyStore, writes: dict[str, Write], now: float = NOW) -> bool:
-    async with transaction(store) as tx:
+    async with any_transaction(store) as tx:
         return bool(await settle(tx.commit(writes, now)))
 
 
@@ -168,10 +152,7 @@ def make_flow(store: Store, clock: FakeClock, transport: FakeTransport | None = 
 
 def login(flow: MfaFlow, transport: FakeTransport) -> tuple[str, str]:
     """Primary authentication with the automatic send: (IST, code)."""
-    result = flow.authenticate_primary(ORG, MEMBER, "email_magic_link")
-    assert result.mfa_required is not None
-    assert result.mfa_required.secondary_auth_initiated == "sms_otp"
-    return result.intermediate_session_token, transport.last_code(MEMBER)
+    return ist_and_code(flow.authenticate_primary(ORG, MEMBER, "email_magic_link"), transport, MEMBER)
 
 
 def refusal(call: Callable[..., object], *args: object, **kwargs: object) -> MfaError:
@@ -316,7 +297,7 @@ def test_read_modify_commit_after_another_commit(store: AnyStore) -> None:
     key = keys.guard(ORG, MEMBER)
 
     async def bump() -> bool:
-        async with transaction(store) as tx:
+        async with any_transaction(store) as tx:
             entry = (await settle(tx.read([key]))).get(key)
             failures = entry.value.failures if entry is not None else 0
             return bool(await settle(tx.commit({key: Write(GuardState(failures=failures + 1))}, NOW)))
@@ -334,7 +315,7 @@ def test_commit_refused_when_a_read_key_changed_and_nothing_applied(store: AnySt
     before = asyncio.run(read(store, key))[key]
 
     async def changed_under(bump: str, *args: object) -> bool:
-        async with transaction(store) as tx:
+        async with any_transaction(store) as tx:
             await settle(tx.read([key, absent]))
             connection_of(tx).execute(bump, args)
             return bool(await settle(tx.commit({key: Write(GuardState(failures=9)), other: Write(MemberState())},
@@ -351,7 +332,7 @@ def test_two_commits_in_one_transaction(store: AnyStore) -> None:
     key = keys.guard(ORG, MEMBER)
 
     async def twice() -> tuple[bool, bool]:
-        async with transaction(store) as tx:
+        async with any_transaction(store) as tx:
             await settle(tx.read([key]))
             first = await settle(tx.commit({key: Write(GuardState(failures=1))}, NOW))
             second = await settle(tx.commit({key: Write(GuardState(failures=2))}, NOW))
@@ -369,32 +350,30 @@ def test_deletes(store: AnyStore) -> None:
     assert set(asyncio.run(read(store, *records))) == set(records) - set(doomed)
 
 
-def test_leaving_without_commit_rolls_back(store: AnyStore, db: str) -> None:
-    async def abandon() -> None:
-        async with transaction(store) as tx:
-            await settle(tx.read(["a"]))
-            connection_of(tx).execute("INSERT INTO records (key, version, value) VALUES ('a', 1, ?)",
-                                      (encode(PhoneLink("m")),))
+async def insert_without_commit(store: AnyStore, error: Exception | None = None) -> None:
+    """A transaction that reads "a", inserts it on the store's own connection, then leaves without a commit
+    (raising ``error`` from inside, when given)."""
+    async with any_transaction(store) as tx:
+        await settle(tx.read(["a"]))
+        connection_of(tx).execute("INSERT INTO records (key, version, value) VALUES ('a', 1, ?)",
+                                  (encode(PhoneLink("m")),))
+        if error is not None:
+            raise error
 
-    asyncio.run(abandon())
+
+def test_leaving_without_commit_rolls_back(store: AnyStore, db: str) -> None:
+    asyncio.run(insert_without_commit(store))
     assert rows(db) == []
     assert can_write_now(db)
 
 
 def test_a_failure_inside_rolls_back_and_the_store_works_again(store: AnyStore, db: str) -> None:
-    async def fail_in_body() -> None:
-        async with transaction(store) as tx:
-            await settle(tx.read(["a"]))
-            connection_of(tx).execute("INSERT INTO records (key, version, value) VALUES ('a', 1, ?)",
-                                      (encode(PhoneLink("m")),))
-            raise ValueError("boom")
-
     async def fail_in_commit() -> None:
-        async with transaction(store) as tx:
+        async with any_transaction(store) as tx:
             await settle(tx.commit({"a": Write(PhoneLink("m")), "b": Write(object())}, NOW))
 
     with pytest.raises(ValueError, match="boom"):
-        asyncio.run(fail_in_body())
+        asyncio.run(insert_without_commit(store, ValueError("boom")))
     with pytest.raises(TypeError, match="not a store record"):
         asyncio.run(fail_in_commit())
     assert rows(db) == []
@@ -415,7 +394,7 @@ def test_an_unreadable_row_fails_closed(store: AnyStore, db: str) -> None:
 
 def test_a_nested_transaction_is_refused_not_deadlocked(store: AnyStore) -> None:
     async def nest() -> None:
-        async with transaction(store), transaction(store):
+        async with any_transaction(store), any_transaction(store):
             pass
 
     started = time.monotonic()
@@ -702,27 +681,6 @@ def test_two_flows_on_one_file_are_one_deployment(db: str, clock: FakeClock, tra
                        intermediate_session_token=ist).error_type == "intermediate_session_not_found"
 
 
-def race(n: int, work: Callable[[int], Any], timeout: float = 60.0) -> list[tuple[str, Any]]:
-    """``work(i)`` on n threads released together; ("ok", result) or ("error", exception) each."""
-    barrier = threading.Barrier(n)
-    outcomes: list[tuple[str, Any]] = [("error", None)] * n
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout)
-            outcomes[i] = ("ok", work(i))
-        except BaseException as exc:
-            outcomes[i] = ("error", exc)
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(thread.is_alive() for thread in threads)
-    return outcomes
-
-
 def tally(outcomes: list[tuple[str, Any]]) -> tuple[list[str], Counter[str], list[str]]:
     """(session tokens, error types of MfaErrors, reprs of anything else)."""
     tokens = [result.session_token for kind, result in outcomes if kind == "ok"]
@@ -757,10 +715,12 @@ PROCESSES = 4
 THREADS_PER_PROCESS = 8
 
 
-def redeem_in_process(path: str, now: float, ist: str, code: str, barrier: Any, results: Any) -> None:
-    """A process of its own: a flow on the shared file and key, 8 threads submitting the same code."""
+def redeem_in_process(open_store: Callable[[], Any], now: float, ist: str, code: str, barrier: Any,
+                      results: Any) -> None:
+    """A process of its own: a flow on ``open_store()`` (the shared file or Redis, the same key), 8 threads
+    submitting the same code."""
     try:
-        with SqliteStore(path) as own_store:
+        with open_store() as own_store:
             flow = make_flow(own_store, FakeClock(now))
             barrier.wait(60)
             outcomes = race(THREADS_PER_PROCESS, lambda _: flow.authenticate_sms_otp(
@@ -771,16 +731,12 @@ def redeem_in_process(path: str, now: float, ist: str, code: str, barrier: Any, 
         results.put((os.getpid(), [], {}, [repr(exc)]))
 
 
-@pytest.mark.timeout(120)
-def test_processes_sharing_one_file_redeem_a_code_once(db: str, sync_store: SqliteStore, clock: FakeClock,
-                                                       transport: FakeTransport) -> None:
-    """C6: 4 processes × 8 threads submit the same correct code for one login: exactly one session."""
-    flow = make_flow(sync_store, clock, transport)
-    ist, code = login(flow, transport)
+def redeem_across_processes(open_store: Callable[[], Any], now: float, ist: str, code: str) -> list[str]:
+    """4 spawned processes × 8 threads submit the same correct code: exactly one session; its token."""
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(PROCESSES)
     results = context.Queue()
-    processes = [context.Process(target=redeem_in_process, args=(db, clock.now(), ist, code, barrier, results))
+    processes = [context.Process(target=redeem_in_process, args=(open_store, now, ist, code, barrier, results))
                  for _ in range(PROCESSES)]
     for process in processes:
         process.start()
@@ -802,6 +758,16 @@ def test_processes_sharing_one_file_redeem_a_code_once(db: str, sync_store: Sqli
     assert len(tokens) == 1, f"{len(tokens)} sessions from one code"
     assert sum(errors.values()) == PROCESSES * THREADS_PER_PROCESS - 1
     assert set(errors) <= C1_LOSER_ERRORS, errors
+    return tokens
+
+
+@pytest.mark.timeout(120)
+def test_processes_sharing_one_file_redeem_a_code_once(db: str, sync_store: SqliteStore, clock: FakeClock,
+                                                       transport: FakeTransport) -> None:
+    """C6: 4 processes × 8 threads submit the same correct code for one login: exactly one session."""
+    flow = make_flow(sync_store, clock, transport)
+    ist, code = login(flow, transport)
+    tokens = redeem_across_processes(partial(SqliteStore, db), clock.now(), ist, code)
     assert failure_count(sync_store) == 0
     assert flow.authenticate_session(session_token=tokens[0]).member_session.member_id == MEMBER
 
@@ -913,7 +879,7 @@ def test_async_cancelled_inside_a_transaction_releases_the_lock(db: str) -> None
             inside = asyncio.Event()
 
             async def holder() -> None:
-                async with transaction(async_store) as tx:
+                async with any_transaction(async_store) as tx:
                     await settle(tx.read(["a"]))
                     inside.set()
                     await asyncio.sleep(60)

@@ -9,18 +9,16 @@ that each race can see the bug it is there to catch.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from mfa_flow import MfaError
 from mfa_flow.state import CodeState, PhoneLink, keys
-from mfa_flow.stores import Entry, MemoryStore, Write
+from mfa_flow.stores import Entry
+from tests.races import C1_LOSER_ERRORS, NonAtomicStore, Outcome, error_type, error_types, race, successes, wrong_codes
 from tests.stores_matrix import (
     MEMBER,
     NEW_PHONE,
@@ -30,6 +28,7 @@ from tests.stores_matrix import (
     STORE_KINDS,
     Matrix,
     World,
+    matrix_fixture,  # noqa: F401 - the ``matrix`` fixture
 )
 
 THREADS = 32
@@ -42,116 +41,21 @@ C5_REPS = {"memory": 40, "sqlite": 10, "redis": 10}
 #: Tries the power tests give the non-atomic store to show the race.
 POWER_TRIES = 30
 ROOMY: dict[str, Any] = {"send_limit_per_member": (100_000, 600), "send_limit_per_phone": (100_000, 600)}
-C1_LOSER_ERRORS = frozenset({"unable_to_auth_otp_code", "intermediate_session_not_found"})
-
-Outcome = tuple[str, Any]  # ("ok", result) or ("error", exception)
 
 kinds = pytest.mark.parametrize("kind", STORE_KINDS)
-
-
-@pytest.fixture
-def matrix(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Matrix]:
-    built = Matrix(request, tmp_path)
-    yield built
-    built.close()
-
-
-# --------------------------------------------------------------------------------------------- harness
-
-
-def race(n: int, work: Callable[[int], Any], *, timeout: float = 60.0) -> list[Outcome]:
-    """Run ``work(i)`` for i in range(n) on n threads released together at a barrier."""
-    barrier = threading.Barrier(n)
-    outcomes: list[Outcome | None] = [None] * n
-
-    def worker(i: int) -> None:
-        try:
-            barrier.wait(timeout)
-            outcomes[i] = ("ok", work(i))
-        except BaseException as exc:  # every outcome is inspected by the checker
-            outcomes[i] = ("error", exc)
-
-    threads = [threading.Thread(target=worker, args=(i,), name=f"race-{i}", daemon=True) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + timeout
-    for thread in threads:
-        thread.join(max(deadline - time.monotonic(), 0.0))
-    assert not any(t.is_alive() for t in threads), "a racing thread did not finish in time"
-    return [o for o in outcomes if o is not None]
-
-
-def error_types(outcomes: Iterable[Outcome]) -> Counter[str]:
-    """error_type of every MfaError; any other exception fails the test at once."""
-    counts: Counter[str] = Counter()
-    for kind, value in outcomes:
-        if kind == "error":
-            if not isinstance(value, MfaError):
-                raise AssertionError(f"a racing call raised {type(value).__name__}, not an MfaError") from value
-            counts[value.error_type] += 1
-    return counts
-
-
-def successes(outcomes: Iterable[Outcome]) -> list[Any]:
-    return [value for kind, value in outcomes if kind == "ok"]
-
-
-def wrong_codes(code: str, n: int) -> list[str]:
-    """n distinct six-digit codes, none equal to ``code``."""
-    return [f"{(int(code) + 1 + i) % 1_000_000:06d}" for i in range(n)]
-
-
-def outcome_of(call: Callable[..., object], *args: object, **kwargs: object) -> str:
-    try:
-        call(*args, **kwargs)
-    except MfaError as exc:
-        return exc.error_type
-    return "ok"
 
 
 # ------------------------------------------------------------------------------ a deliberately broken store
 
 
-class _RacyTransaction:
-    """Reads under the memory store's lock, then lets go; commit sleeps, then writes blind (no version check)."""
-
-    def __init__(self, inner: MemoryStore, pause: float) -> None:
-        self._inner = inner
-        self._pause = pause
-
-    def read(self, keys: Iterable[str]) -> dict[str, Entry]:
-        with self._inner.transaction() as tx:  # the lock is held only for the read
-            return tx.read(keys)
-
-    def commit(self, writes: Mapping[str, Write], now: float) -> bool:
-        time.sleep(self._pause)  # a window in which the other threads read the same state
-        with self._inner.transaction() as tx:  # a transaction that read nothing: a blind write
-            return tx.commit(writes, now)
-
-
-class NonAtomicStore:
-    """A MemoryStore wrapped so that read-decide-commit is NOT atomic: the check-then-act bug."""
-
-    durable = False
-
-    def __init__(self, inner: Any, pause: float = 0.001) -> None:
-        assert isinstance(inner, MemoryStore)
-        self.inner = inner
-        self.pause = pause
-
-    @contextmanager
-    def transaction(self) -> Iterator[_RacyTransaction]:
-        yield _RacyTransaction(self.inner, self.pause)
-
-
 def broken_world(matrix: Matrix, **policy: Any) -> World:
-    return matrix.make_flow("memory", inner_wrap=NonAtomicStore, **policy)
+    return matrix.make_flow("memory", inner_wrap=lambda inner: NonAtomicStore(inner, pause=0.001), **policy)
 
 
-def shows_violation(rounds: Iterator[list[str]], tries: int = POWER_TRIES) -> list[str]:
-    """The first non-empty violation list among ``tries`` rounds (empty when none showed)."""
-    for _, violations in zip(range(tries), rounds, strict=False):
-        if violations:
+def shows_violation(one_round: Callable[[], list[str]], tries: int = POWER_TRIES) -> list[str]:
+    """The first non-empty violation list among ``tries`` calls of ``one_round`` (empty when none showed)."""
+    for _ in range(tries):
+        if violations := one_round():
             return violations
     return []
 
@@ -190,7 +94,7 @@ def test_c1_same_correct_code_accepted_exactly_once(matrix: Matrix, kind: str) -
 @pytest.mark.timeout(180)
 def test_c1_detects_double_acceptance_on_a_non_atomic_store(matrix: Matrix) -> None:
     world = broken_world(matrix, **ROOMY)
-    assert shows_violation(c1_round(world) for _ in iter(int, 1)), \
+    assert shows_violation(lambda: c1_round(world)), \
         "C1 never saw the non-atomic store accept a code twice: the race has no power"
 
 
@@ -213,7 +117,7 @@ def c2_round(world: World, max_attempts: int) -> list[str]:
     if (failures := world.failures(MEMBER)) != max_attempts:
         violations.append(f"failure counter {failures}, expected {max_attempts} (lost or extra updates)")
     # The code died at its last attempt: the right code is refused now, and that refusal is not counted.
-    if (answer := outcome_of(world.api.authenticate_sms_otp, ORG, MEMBER, code,
+    if (answer := error_type(world.api.authenticate_sms_otp, ORG, MEMBER, code,
                              intermediate_session_token=ist)) != "unable_to_auth_otp_code":
         violations.append(f"the right code after the race answered {answer}")
     if world.failures(MEMBER) != failures:
@@ -239,7 +143,7 @@ def test_c2_distinct_wrong_codes_counted_exactly_up_to_the_attempt_cap(matrix: M
 @pytest.mark.timeout(180)
 def test_c2_detects_lost_updates_on_a_non_atomic_store(matrix: Matrix) -> None:
     world = broken_world(matrix, **ROOMY)
-    assert shows_violation(c2_round(world, 5) for _ in iter(int, 1)), \
+    assert shows_violation(lambda: c2_round(world, 5)), \
         "C2 never saw the non-atomic store lose or add a count: the race has no power"
 
 
@@ -331,7 +235,7 @@ def c3_round(world: World, token_kind: str) -> list[str]:
         violations.append(f"racing calls answered {dict(answers)}")
     # After the race: at most one of all the codes ever delivered authenticates.
     codes = list(dict.fromkeys(m.code for m in reversed(world.transport.sent)))
-    accepted = [c for c in codes if outcome_of(world.api.authenticate_sms_otp, ORG, MEMBER, c, **kwargs) == "ok"]
+    accepted = [c for c in codes if error_type(world.api.authenticate_sms_otp, ORG, MEMBER, c, **kwargs) == "ok"]
     if token_kind == "session" and len(accepted) > 1:
         violations.append(f"{len(accepted)} distinct codes authenticated after the race")
     if token_kind == "ist" and accepted:
@@ -368,11 +272,8 @@ def test_c3_sends_racing_verifies_never_two_live_codes(matrix: Matrix, kind: str
 
 @pytest.mark.timeout(180)
 def test_c3_detects_a_stale_code_on_a_non_atomic_store(matrix: Matrix) -> None:
-    def rounds() -> Iterator[list[str]]:
-        while True:
-            yield c3_round(broken_world(matrix, **C3_POLICY), "session")
-
-    assert shows_violation(rounds()), "C3 never saw the non-atomic store use a superseded code: no power"
+    assert shows_violation(lambda: c3_round(broken_world(matrix, **C3_POLICY), "session")), \
+        "C3 never saw the non-atomic store use a superseded code: no power"
 
 
 # ----------------------------------------------------------------------------------------------------- C4
@@ -423,7 +324,7 @@ def test_c4_two_first_use_links_bind_exactly_one_number(matrix: Matrix, kind: st
 @pytest.mark.timeout(180)
 def test_c4_detects_a_double_link_on_a_non_atomic_store(matrix: Matrix) -> None:
     world = broken_world(matrix, **ROOMY)
-    assert shows_violation(c4_round(world) for _ in iter(int, 1)), \
+    assert shows_violation(lambda: c4_round(world)), \
         "C4 never saw the non-atomic store link two numbers: the race has no power"
 
 
@@ -464,7 +365,7 @@ def test_c5_racing_sends_at_a_limit_make_exactly_that_many_transport_calls(matri
 @pytest.mark.timeout(180)
 def test_c5_detects_an_over_limit_send_on_a_non_atomic_store(matrix: Matrix) -> None:
     world = broken_world(matrix, **C5_POLICY)
-    assert shows_violation(c5_round(world) for _ in iter(int, 1)), \
+    assert shows_violation(lambda: c5_round(world)), \
         "C5 never saw the non-atomic store let a send over the limit: the race has no power"
 
 
@@ -472,14 +373,14 @@ def test_the_non_atomic_store_is_a_faithful_store_without_concurrency(matrix: Ma
     """Calls that do not overlap behave as on any store, so only a race can break the broken store."""
     world = broken_world(matrix, **ROOMY)
     ist, code = world.login()
-    assert outcome_of(world.api.authenticate_sms_otp, ORG, MEMBER, wrong_codes(code, 1)[0],
+    assert error_type(world.api.authenticate_sms_otp, ORG, MEMBER, wrong_codes(code, 1)[0],
                       intermediate_session_token=ist) == "otp_code_not_found"
     assert world.failures(MEMBER) == 1
     assert world.api.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist).session_token
-    assert outcome_of(world.api.authenticate_sms_otp, ORG, MEMBER, code,
+    assert error_type(world.api.authenticate_sms_otp, ORG, MEMBER, code,
                       intermediate_session_token=ist) == "intermediate_session_not_found"
     assert world.failures(MEMBER) == 0
     world.api.send_sms_otp(ORG, PHONELESS, mfa_phone_number=NEW_PHONE)
-    assert outcome_of(world.api.send_sms_otp, ORG, PHONELESS,
+    assert error_type(world.api.send_sms_otp, ORG, PHONELESS,
                       mfa_phone_number=NEW_PHONE_2) == "duplicate_member_phone_number_for_member"
     assert code_history_violations(world) == []

@@ -43,19 +43,14 @@ from tests.stores_matrix import (
     SECRET_KEY,
     STORE_KINDS,
     Matrix,
+    StoreWrapper,
     World,
+    matrix_fixture,  # noqa: F401 - the ``matrix`` fixture
 )
 
 
 class FaultInjected(Exception):
     """What the fault layer raises: any exception but an MfaError is a store failure to the flow."""
-
-
-@pytest.fixture
-def matrix(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Matrix]:
-    built = Matrix(request, tmp_path)
-    yield built
-    built.close()
 
 
 # ------------------------------------------------------------------------------------------ fault layers
@@ -93,50 +88,48 @@ class _FaultTx:
         self._tx = tx
         self._plan = plan
 
-    def read(self, keys: Iterable[str]) -> dict[str, Entry]:
+    def _before_read(self) -> None:
         if self._plan.tick("read"):
             raise FaultInjected("read")
-        return self._tx.read(keys)  # type: ignore[no-any-return]
 
-    def commit(self, writes: Mapping[str, Write], now: float) -> bool:
+    def _before_commit(self) -> bool:
+        """Count the commit; fail it here when it is the one to fail before it is applied."""
         hit = self._plan.tick("commit")
         if hit and not self._plan.after:
             raise FaultInjected("commit, before it is applied")
-        applied = self._tx.commit(writes, now)
+        return hit
+
+    @staticmethod
+    def _after_commit(hit: bool, applied: object) -> bool:
         if hit:
             raise FaultInjected("commit, after it was applied (the reply is lost)")
         return bool(applied)
+
+    def read(self, keys: Iterable[str]) -> dict[str, Entry]:
+        self._before_read()
+        return self._tx.read(keys)  # type: ignore[no-any-return]
+
+    def commit(self, writes: Mapping[str, Write], now: float) -> bool:
+        hit = self._before_commit()
+        return self._after_commit(hit, self._tx.commit(writes, now))
 
 
 class _AsyncFaultTx(_FaultTx):
     async def read(self, keys: Iterable[str]) -> dict[str, Entry]:  # type: ignore[override]
-        if self._plan.tick("read"):
-            raise FaultInjected("read")
+        self._before_read()
         return await self._tx.read(keys)  # type: ignore[no-any-return]
 
     async def commit(self, writes: Mapping[str, Write], now: float) -> bool:  # type: ignore[override]
-        hit = self._plan.tick("commit")
-        if hit and not self._plan.after:
-            raise FaultInjected("commit, before it is applied")
-        applied = await self._tx.commit(writes, now)
-        if hit:
-            raise FaultInjected("commit, after it was applied (the reply is lost)")
-        return bool(applied)
+        hit = self._before_commit()
+        return self._after_commit(hit, await self._tx.commit(writes, now))
 
 
-class FaultStore:
+class FaultStore(StoreWrapper):
     """Fails the k-th store operation of the armed call: begin, read, commit (before/after), end."""
 
     def __init__(self, inner: Any, plan: FaultPlan) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.plan = plan
-        self.durable = bool(getattr(inner, "durable", True))
-
-    def transaction(self) -> Any:
-        scope = self.inner.transaction()
-        if isinstance(scope, AbstractAsyncContextManager):
-            return self._async_scope(scope)
-        return self._sync_scope(scope)
 
     @contextmanager
     def _sync_scope(self, scope: AbstractContextManager[Any]) -> Iterator[_FaultTx]:

@@ -7,8 +7,7 @@ and Redis (the session redis-server, emptied per test).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -30,18 +29,12 @@ from tests.stores_matrix import (
     Matrix,
     World,
     error_type,
+    matrix_fixture,  # noqa: F401 - the ``matrix`` fixture
 )
 
 CASES = [(kind, orchestrator) for kind in STORE_KINDS for orchestrator in ORCHESTRATORS]
 
 MakeWorld = Callable[..., World]
-
-
-@pytest.fixture
-def matrix(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Matrix]:
-    built = Matrix(request, tmp_path)
-    yield built
-    built.close()
 
 
 @pytest.fixture(params=CASES, ids=[f"{k}-{o}" for k, o in CASES])
