@@ -30,6 +30,7 @@ __all__ = [
 
 MAX_PHONE_LENGTH = 64
 _UNKNOWN = phonenumbers.PhoneNumberType.UNKNOWN
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 #: phonenumbers' PhoneNumberType values by name, for policies written as strings.
 NUMBER_TYPE_NAMES: dict[str, int] = {
@@ -49,6 +50,8 @@ class Phone:
 
 def normalise_phone_text(raw: str) -> str:
     """NFKC, no whitespace or format characters, no ``tel:`` prefix (spec §6.1)."""
+    if _E164.fullmatch(raw):  # already normalised: the common case, and every stored number
+        return raw
     text = unicodedata.normalize("NFKC", raw)
     text = "".join(ch for ch in text if not ch.isspace() and unicodedata.category(ch) != "Cf")
     if text[:4].lower() == "tel:":
@@ -113,9 +116,6 @@ def check_destination(
             "invalid_phone_number_country_code", f"phone number: region {region} is not supported"
         )
     return region
-
-
-_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 @functools.lru_cache(maxsize=4096)

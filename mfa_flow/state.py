@@ -10,7 +10,9 @@ Nothing here holds a code or a token in clear: codes as HMACs, tokens as the SHA
 from __future__ import annotations
 
 import enum
-from typing import TypeVar
+import operator
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import attrs
@@ -143,23 +145,38 @@ class PhoneLink:
 R = TypeVar("R")
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
+_COPIERS: dict[type, Callable[[Any], Any]] = {}
+
+
+def _copier(cls: type) -> Callable[[Any], Any]:
+    fields = attrs.fields(cls)
+    names = tuple(a.name for a in fields)
+    get = operator.attrgetter(*names)
+    if len(names) > 1 and all(a.init and not a.kw_only and a.validator is None and a.converter is None
+                              for a in fields):
+        return lambda record: cls(*get(record))  # the plain records: attrs' own __init__ is the fast path
+    set_, new = object.__setattr__, object.__new__
+
+    def copy(record: Any) -> Any:  # validated records (Member): copy the slots, skip the validators
+        duplicate: Any = new(cls)
+        for name in names:
+            set_(duplicate, name, getattr(record, name))
+        return duplicate
+
+    return copy
 
 
 def clone(record: R) -> R:
     """A shallow copy to trigger on, so a record read from the store is never changed in place.
 
-    Also used on frozen records to build a changed copy (``replace``); it skips attrs' validators,
+    Also used on frozen records to build a changed copy (``replace``); it never re-runs attrs' validators,
     which the record already passed, because this sits on every call's hot path.
     """
     cls = type(record)
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(a.name for a in attrs.fields(cls))  # type: ignore[arg-type]
-    new = object.__new__(cls)
-    for name in names:
-        object.__setattr__(new, name, getattr(record, name))
-    return new
+    copy = _COPIERS.get(cls)
+    if copy is None:
+        copy = _COPIERS[cls] = _copier(cls)
+    return copy(record)  # type: ignore[no-any-return]
 
 
 def replace(record: R, **changes: object) -> R:

@@ -49,12 +49,16 @@ class _MemoryTransaction:
             item = data.get(key)
             if (item[0] if item is not None else 0) != version:
                 return False
+        read = self._read
         for key, write in writes.items():
             if write.value is None:
                 data.pop(key, None)
+                version = 0
             else:
-                data[key] = (next(store._versions), write.value, write.expires_at)
-        self._read = {key: (data[key][0] if key in data else 0) for key in self._read}
+                version = next(store._versions)
+                data[key] = (version, write.value, write.expires_at)
+            if key in read:  # a second commit in this transaction checks against what this one wrote
+                read[key] = version
         store._commits += 1
         if store._commits % _SWEEP_EVERY == 0:
             store._sweep(now)
