@@ -454,7 +454,7 @@ class FlowEngine:
     def _subject(self, org: Organization, base: Member, now: float,
                  extra: Sequence[str]) -> Generator[_Request, Any, tuple[_Subject, dict[str, Entry]]]:
         oid, mid = org.organization_id, base.member_id
-        k_member, k_guard, k_code = keys.member(oid, mid), keys.guard(oid, mid), keys.code(oid, mid)
+        k_member, k_guard, k_code = keys.subject(oid, mid)
         got = yield _Read([k_member, k_guard, k_code, *extra])
         overlay = _value(got, k_member, MemberState, core.EMPTY_OVERLAY)
         guard = core.settle_guard(_value(got, k_guard, GuardState, core.OPEN_GUARD), now)

@@ -222,7 +222,7 @@ def check_limits(policy: Policy, now: float, windows: Iterable[tuple[str, SendWi
                  member_window: SendWindow) -> None:
     """Sliding windows over admitted sends, then the per-member cooldown (spec §6.7)."""
     for name, window, (count, seconds) in windows:
-        if sum(1 for t in window.times if now - t < seconds) >= count:
+        if window.times and sum(1 for t in window.times if now - t < seconds) >= count:
             raise RateLimited("too_many_requests", f"send limit reached ({name}: {count} per {seconds:g} s)")
     if policy.resend_cooldown and member_window.times and now - member_window.times[-1] < policy.resend_cooldown:
         raise RateLimited("too_many_requests", f"resend cooldown: wait {policy.resend_cooldown:g} s between sends")
@@ -230,6 +230,8 @@ def check_limits(policy: Policy, now: float, windows: Iterable[tuple[str, SendWi
 
 def counted(window: SendWindow, now: float, keep: float) -> SendWindow:
     """The window with this admitted send added and sends older than ``keep`` seconds dropped."""
+    if not window.times:  # a number or member seen for the first time: the common case
+        return SendWindow((now,))
     return SendWindow((*(t for t in window.times if now - t < keep), now))
 
 

@@ -195,6 +195,12 @@ class keys:  # noqa: N801 - a namespace of key builders, read as keys.member(...
     """Store keys. Ids containing ``:`` are escaped so two subjects never share a key."""
 
     @staticmethod
+    def subject(org: str, member: str) -> tuple[str, str, str]:
+        """The member overlay, guard and code keys, escaped once (every call reads all three)."""
+        tail = f"{_part(org)}:{_part(member)}"
+        return f"member:{tail}", f"guard:{tail}", f"code:{tail}"
+
+    @staticmethod
     def member(org: str, member: str) -> str:
         return f"member:{_part(org)}:{_part(member)}"
 
