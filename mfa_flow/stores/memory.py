@@ -11,7 +11,9 @@ from mfa_flow.stores._base import TTL_GRACE, Entry, Write
 
 __all__ = ["MemoryStore"]
 
-_SWEEP_EVERY = 4096
+#: Expiring records are filed by the minute their grace ends; a commit drops the minutes that have passed,
+#: so memory is reclaimed in small steps and no call ever pays for a scan of the whole store.
+_BUCKET_SECONDS = 60
 
 
 class _MemoryTransaction:
@@ -57,10 +59,11 @@ class _MemoryTransaction:
             else:
                 version = next(store._versions)
                 data[key] = (version, write.value, write.expires_at)
+                if write.expires_at is not None:
+                    store._file(key, write.expires_at)
             if key in read:  # a second commit in this transaction checks against what this one wrote
                 read[key] = version
-        store._commits += 1
-        if store._commits % _SWEEP_EVERY == 0:
+        if now >= store._next_sweep:
             store._sweep(now)
         return True
 
@@ -74,7 +77,8 @@ class MemoryStore:
         self._data: dict[str, tuple[int, object, float | None]] = {}
         self._versions = itertools.count(1)
         self._lock = threading.RLock()
-        self._commits = 0
+        self._buckets: dict[int, list[str]] = {}  # minute its grace ends -> keys written with such an expiry
+        self._next_sweep = 0.0
 
     def __repr__(self) -> str:
         return f"MemoryStore(<{len(self._data)} records>)"
@@ -85,8 +89,21 @@ class MemoryStore:
     def transaction(self) -> _MemoryTransaction:
         return _MemoryTransaction(self)
 
+    def _file(self, key: str, expires_at: float) -> None:
+        bucket = int((expires_at + TTL_GRACE) // _BUCKET_SECONDS)
+        keys = self._buckets.get(bucket)
+        if keys is None:
+            self._buckets[bucket] = [key]
+        else:
+            keys.append(key)
+
     def _sweep(self, now: float) -> None:
-        """Drop records past their expiry and grace; correctness never depends on it."""
-        dead = [k for k, (_, _, exp) in self._data.items() if exp is not None and exp + TTL_GRACE < now]
-        for key in dead:
-            del self._data[key]
+        """Drop records past their expiry and grace, minute by minute; correctness never depends on it."""
+        current = int(now // _BUCKET_SECONDS)
+        self._next_sweep = (current + 1) * _BUCKET_SECONDS
+        for bucket in [b for b in self._buckets if b < current]:
+            for key in self._buckets.pop(bucket):
+                item = self._data.get(key)
+                # rewritten since with a later expiry (or none): it stays, filed again under its own minute
+                if item is not None and item[2] is not None and item[2] + TTL_GRACE < now:
+                    del self._data[key]
