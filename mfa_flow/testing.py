@@ -6,6 +6,7 @@ import threading
 from collections import deque
 from typing import Literal
 
+from mfa_flow.errors import ConfigurationError
 from mfa_flow.transports import DeliveryRejected, DeliveryUnknown, SmsMessage
 
 __all__ = ["FakeClock", "FakeTransport"]
@@ -28,7 +29,7 @@ class FakeClock:
         """Move forward; a negative total is refused (wall time in tests never goes back)."""
         delta = seconds + 60 * minutes + 3600 * hours
         if delta < 0:
-            raise ValueError(f"FakeClock.advance: cannot move back ({delta} s)")
+            raise ConfigurationError(f"FakeClock.advance: cannot move back ({delta} s)")
         with self._lock:
             self._now += delta
             return self._now
@@ -51,7 +52,8 @@ class FakeTransport:
     def fail_next(self, outcome: Literal["rejected", "unknown"] = "rejected") -> None:
         """Make the next delivery fail: "rejected" is not recorded, "unknown" is (it may have arrived)."""
         if outcome not in ("rejected", "unknown"):
-            raise ValueError(f"FakeTransport.fail_next: outcome must be 'rejected' or 'unknown', got {outcome!r}")
+            raise ConfigurationError(
+                f"FakeTransport.fail_next: outcome must be 'rejected' or 'unknown', got {outcome!r}")
         with self._lock:
             self._failures.append(outcome)
 
