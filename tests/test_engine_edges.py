@@ -74,3 +74,29 @@ def test_codes_are_compared_with_hmac_compare_digest(monkeypatch: pytest.MonkeyP
     flow.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist)
     assert len(calls) == 2
     assert all(len(a) == len(b) == 32 for a, b in calls)  # HMAC-SHA256 digests, never the codes themselves
+
+
+def test_console_gateway_fallback_logs_a_warning_and_prints_under_a_development_banner(
+        caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    """Spec §6.12: MfaFlow() warns when it falls back to the console gateway, which writes to stderr only."""
+    import logging
+
+    from mfa_flow.transports import ConsoleGateway
+
+    with caplog.at_level(logging.WARNING, logger="mfa_flow"):
+        flow = MfaFlow(clock=FakeClock())
+    assert isinstance(flow.transport, ConsoleGateway)
+    assert any(r.levelno == logging.WARNING and "ConsoleGateway" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mfa_flow"):
+        MfaFlow(clock=FakeClock(), transport=FakeTransport())
+    assert caplog.records == []  # no fallback, no warning
+    flow.directory.put_organization(Organization(ORG, mfa_policy="REQUIRED_FOR_ALL"))
+    flow.directory.put_member(Member(MEMBER, ORG, mfa_phone_number=PHONE, mfa_phone_number_verified=True))
+    result = flow.authenticate_primary(ORG, MEMBER, "sso")
+    assert result.mfa_required is not None
+    assert result.mfa_required.secondary_auth_initiated == "sms_otp"
+    out, err_text = capsys.readouterr()
+    assert out == ""
+    assert "DEVELOPMENT ONLY" in err_text
+    assert f"SMS to {PHONE}" in err_text
