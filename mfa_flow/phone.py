@@ -14,6 +14,7 @@ from collections.abc import Collection
 
 import attrs
 import phonenumbers
+from phonenumbers import phonenumberutil as _phonenumberutil
 
 from mfa_flow.errors import InvalidPhoneNumber
 
@@ -26,10 +27,17 @@ __all__ = [
     "mask_phone",
     "normalise_phone_text",
     "parse_phone",
+    "region_and_type",
 ]
 
 MAX_PHONE_LENGTH = 64
 _UNKNOWN = phonenumbers.PhoneNumberType.UNKNOWN
+# phonenumbers' own lookups, used by region_and_type to do their work once instead of twice.
+_REGIONS_BY_CODE = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+_metadata_for_region = phonenumbers.PhoneMetadata.metadata_for_region
+_metadata_for_code = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code
+_type_of = _phonenumberutil._number_type_helper  # noqa: SLF001 - the type matcher number_type uses (typed in its stubs)
+_LEADING_DIGITS: dict[str, re.Pattern[str]] = {}  # per region with leading digits: a few hundred at most
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 #: phonenumbers' PhoneNumberType values by name, for policies written as strings.
@@ -95,10 +103,7 @@ def check_destination(
     """
     number = phone.number
     is_test = phone.e164 in test_numbers
-    # Validity is "a region and a known type for it" (what is_valid_number computes), so the type is
-    # matched once: phonenumbers' is_valid_number and number_type would each match it again.
-    region: str | None = phonenumbers.region_code_for_number(number)
-    kind = phonenumbers.number_type(number) if region is not None else _UNKNOWN
+    region, kind = region_and_type(number)
     if not is_test and kind == _UNKNOWN:
         raise InvalidPhoneNumber("invalid_phone_number", "phone number: not a valid number")
     if number.extension:
@@ -116,6 +121,40 @@ def check_destination(
             "invalid_phone_number_country_code", f"phone number: region {region} is not supported"
         )
     return region
+
+
+def region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str | None, int]:
+    """``(region_code_for_number, number_type)`` with the type matched once.
+
+    Validity is "a region and a known type for it" (what ``is_valid_number`` computes). For a calling
+    code shared by several regions (+1, +7, +44...), phonenumbers finds the region by matching the full
+    type against each region without leading digits, then ``number_type`` finds the region again and
+    matches the type once more; here the type found while finding the region is kept. The result is the
+    same pair, checked against phonenumbers over every example number of every region and type.
+    """
+    regions = _REGIONS_BY_CODE.get(number.country_code)
+    if regions is None:
+        return None, _UNKNOWN
+    nsn = phonenumbers.national_significant_number(number)
+    if len(regions) > 1:
+        for region in regions:
+            metadata = _metadata_for_region(region, None)
+            if metadata is None:
+                continue
+            if metadata.leading_digits is not None:
+                pattern = _LEADING_DIGITS.get(metadata.leading_digits)
+                if pattern is None:
+                    pattern = _LEADING_DIGITS[metadata.leading_digits] = re.compile(metadata.leading_digits)
+                if pattern.match(nsn):
+                    return region, _type_of(nsn, metadata)
+            else:
+                kind = _type_of(nsn, metadata)
+                if kind != _UNKNOWN:
+                    return region, kind
+        return None, _UNKNOWN
+    region = regions[0]
+    metadata = _metadata_for_code(number.country_code, region)
+    return region, (_UNKNOWN if metadata is None else _type_of(nsn, metadata))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 import mfa_flow.crypto
 from mfa_flow import Member, MfaError, MfaFlow, Organization, Policy
 from mfa_flow.errors import InvalidPhoneNumber
-from mfa_flow.phone import check_destination, parse_phone
+from mfa_flow.phone import check_destination, parse_phone, region_and_type
 from mfa_flow.testing import FakeClock, FakeTransport
 
 ORG = "organization-test-1"
@@ -223,6 +223,38 @@ def test_check_destination_accepts_exactly_the_allowed(raw: str, allowed: frozen
         return
     assert should_accept, f"{raw} accepted as {got}"
     assert got == region
+
+
+def phonenumbers_region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str | None, int]:
+    return phonenumbers.region_code_for_number(number), phonenumbers.number_type(number)
+
+
+def parsed_or_none(text: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(text)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def test_region_and_type_is_phonenumbers_pair_for_every_example_number() -> None:
+    """The one-pass lookup answers what region_code_for_number and number_type answer, for every example
+    number of every region and type, and for each with its last digit changed (often invalid)."""
+    checked = 0
+    for e164 in example_numbers():
+        for text in (e164, e164[:-1] + str((int(e164[-1]) + 1) % 10), e164 + "1", e164[:-1]):
+            number = parsed_or_none(text)
+            if number is None:
+                continue
+            assert region_and_type(number) == phonenumbers_region_and_type(number), text
+            checked += 1
+    assert checked > 3 * len(example_numbers())
+
+
+@given(digits=st.text("0123456789", min_size=2, max_size=17))
+def test_region_and_type_is_phonenumbers_pair_for_any_digits(digits: str) -> None:
+    number = parsed_or_none("+" + digits)
+    assume(number is not None)
+    assert region_and_type(number) == phonenumbers_region_and_type(number)
 
 
 @given(raw=candidates)
