@@ -132,8 +132,9 @@ def region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str | None, int]:
     matches the type once more; here the type found while finding the region is kept. The result is the
     same pair, checked against phonenumbers over every example number of every region and type.
     """
-    regions = _REGIONS_BY_CODE.get(number.country_code)
-    if regions is None:
+    code = number.country_code
+    regions = None if code is None else _REGIONS_BY_CODE.get(code)
+    if code is None or regions is None:
         return None, _UNKNOWN
     nsn = phonenumbers.national_significant_number(number)
     if len(regions) > 1:
@@ -153,7 +154,7 @@ def region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str | None, int]:
                     return region, kind
         return None, _UNKNOWN
     region = regions[0]
-    metadata = _metadata_for_code(number.country_code, region)
+    metadata = _metadata_for_code(code, region)
     return region, (_UNKNOWN if metadata is None else _type_of(nsn, metadata))
 
 
