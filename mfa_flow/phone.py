@@ -37,6 +37,12 @@ _REGIONS_BY_CODE = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
 _metadata_for_region = phonenumbers.PhoneMetadata.metadata_for_region
 _metadata_for_code = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code
 _type_of = _phonenumberutil._number_type_helper  # noqa: SLF001 - the type matcher number_type uses (typed in its stubs)
+_region_for_code = phonenumbers.region_code_for_country_code
+_extract_country_code = _phonenumberutil._extract_country_code  # noqa: SLF001 - parse's own steps (typed in its stubs)
+_strip_national_prefix = _phonenumberutil._maybe_strip_national_prefix_carrier_code  # noqa: SLF001
+_test_number_length = _phonenumberutil._test_number_length  # noqa: SLF001
+_set_leading_zeros = _phonenumberutil._set_italian_leading_zeros_for_phone_number  # noqa: SLF001
+_MIN_NSN = 2  # phonenumbers' shortest national significant number
 _LEADING_DIGITS: dict[str, re.Pattern[str]] = {}  # per region with leading digits: a few hundred at most
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
@@ -81,11 +87,47 @@ def parse_phone(raw: object, field: str = "mfa_phone_number") -> Phone:
             "invalid_phone_number", f"{field}: must start with '+' and a country code (E.164)"
         )
     try:
-        number = phonenumbers.parse(text, None)
+        number = _parse_number(text)
     except Exception as exc:  # phonenumbers raises more than NumberParseException on hostile input
         raise InvalidPhoneNumber("invalid_phone_number", f"{field}: not a phone number") from exc
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return Phone(e164, number)
+
+
+_NATIONAL_PREFIX_KEPT = (
+    phonenumbers.ValidationResult.TOO_SHORT,
+    phonenumbers.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+    phonenumbers.ValidationResult.INVALID_LENGTH,
+)
+
+
+def _parse_e164(text: str) -> phonenumbers.PhoneNumber | None:
+    """``phonenumbers.parse(text)`` for text already in E.164 (every stored number), in a third of the time.
+
+    ``parse`` first cleans arbitrary input (extensions, IDDs, punctuation, ``phone-context``), none of which
+    E.164 text can hold; what it does after that is done here with its own helpers, in its order. ``None``
+    (an unknown calling code, a number too short) hands the text to ``parse`` for its exact refusal. The
+    result equals ``parse``'s, checked over every example number and random E.164 digits.
+    """
+    code, national = _extract_country_code(text[1:])
+    if code == 0 or len(national) < _MIN_NSN:
+        return None
+    metadata = _metadata_for_code(code, _region_for_code(code))
+    if metadata is not None:
+        _, stripped, _ = _strip_national_prefix(national, metadata)
+        if _test_number_length(stripped, metadata) not in _NATIONAL_PREFIX_KEPT:
+            national = stripped
+    if len(national) < _MIN_NSN:
+        return None
+    number = phonenumbers.PhoneNumber(country_code=code)
+    _set_leading_zeros(national, number)
+    number.national_number = int(national)
+    return number
+
+
+def _parse_number(text: str) -> phonenumbers.PhoneNumber:
+    """``phonenumbers.parse(text, None)``: the one parse of a call (§6.1), by the fast path when it can."""
+    return (_parse_e164(text) if _E164.fullmatch(text) else None) or phonenumbers.parse(text, None)
 
 
 def check_destination(

@@ -21,6 +21,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import mfa_flow.crypto
+import mfa_flow.phone
 from mfa_flow import Member, MfaError, MfaFlow, Organization, Policy
 from mfa_flow.errors import InvalidPhoneNumber
 from mfa_flow.phone import check_destination, parse_phone, region_and_type
@@ -37,6 +38,7 @@ BLOCKED_TYPES = frozenset(
 )
 DEFAULT_POLICY = Policy()
 TEST_NUMBER = "+10000000000"  # Stytch's sandbox number: invalid, so only ever accepted as a listed test number
+_E164_TEXT = re.compile(r"\+[1-9][0-9]{1,14}")
 TIME_LIMIT = 0.050  # seconds per hostile input (F1)
 
 US_AREAS = ("415", "212", "646", "312", "206")
@@ -257,6 +259,32 @@ def test_region_and_type_is_phonenumbers_pair_for_any_digits(digits: str) -> Non
     assert region_and_type(number) == phonenumbers_region_and_type(number)
 
 
+def assert_parsed_as_phonenumbers_does(text: str) -> None:
+    """parse_phone's fast path for E.164 text gives phonenumbers.parse's number, and refuses what it refuses."""
+    expected = parsed_or_none(text)
+    phone, error = attempt(lambda: parse_phone(text))
+    if expected is None:
+        assert error is not None, text
+        assert error.error_type == "invalid_phone_number"
+    else:
+        assert error is None, text
+        assert phone.number == expected, text
+        assert phone.e164 == phonenumbers.format_number(expected, phonenumbers.PhoneNumberFormat.E164)
+
+
+def test_e164_fast_parse_is_phonenumbers_parse_for_every_example_number() -> None:
+    """Also with a digit dropped, added, or a 0 / 1 put after the calling code (national-prefix stripping)."""
+    for e164 in example_numbers():
+        for text in (e164, e164[:-1], e164 + "0", e164[:3] + "0" + e164[3:], e164[:2] + "1" + e164[2:]):
+            if _E164_TEXT.fullmatch(text):
+                assert_parsed_as_phonenumbers_does(text)
+
+
+@given(digits=st.text("0123456789", min_size=1, max_size=14), first=st.sampled_from("123456789"))
+def test_e164_fast_parse_is_phonenumbers_parse_for_any_digits(digits: str, first: str) -> None:
+    assert_parsed_as_phonenumbers_does("+" + first + digits)
+
+
 @given(raw=candidates)
 def test_check_destination_test_numbers_skip_only_validity_type_and_region(raw: str) -> None:
     phone, error = attempt(lambda: parse_phone(raw, "mfa_phone_number"))
@@ -380,7 +408,8 @@ def _warm_phonenumbers() -> None:
 
 
 class ParseRecorder:
-    """Wraps phonenumbers.parse and remembers every text it was given."""
+    """Wraps the package's one parse step (phonenumbers.parse, or its E.164 fast path) and remembers every
+    text it was given."""
 
     def __init__(self, real: Callable[..., Any]) -> None:
         self.real = real
@@ -393,9 +422,9 @@ class ParseRecorder:
 
 @contextlib.contextmanager
 def recording_parse() -> Iterator[ParseRecorder]:
-    recorder = ParseRecorder(phonenumbers.parse)
+    recorder = ParseRecorder(mfa_flow.phone._parse_number)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(phonenumbers, "parse", recorder)
+        mp.setattr(mfa_flow.phone, "_parse_number", recorder)
         yield recorder
 
 
