@@ -51,18 +51,16 @@ class AsyncMfaFlow(FlowEngine):
                                    session_token: str | None = None,
                                    locale: str | None = None) -> PrimaryAuthResult:
         """Record a primary authentication the caller did; issue an IST or a session (spec §6.8)."""
-        return await self._call("otp.refused", organization_id, member_id, PrimaryAuthResult, partial(
-            self._plan_primary, organization_id=organization_id, member_id=member_id, method=method,
-            session_token=session_token, locale=locale))
+        return await self._call("otp.refused", organization_id, member_id, PrimaryAuthResult, self._plan_primary,
+                                (organization_id, member_id, method, session_token, locale))
 
     async def send_sms_otp(self, organization_id: str, member_id: str, *, mfa_phone_number: str | None = None,
                            locale: str | None = None, intermediate_session_token: str | None = None,
                            session_token: str | None = None, session_jwt: str | None = None) -> SendResult:
         """The send endpoint (spec §5 send, §6.1–§6.7, §6.11)."""
-        return await self._call("otp.refused", organization_id, member_id, SendResult, partial(
-            self._plan_send, organization_id=organization_id, member_id=member_id,
-            mfa_phone_number=mfa_phone_number, locale=locale, ist=intermediate_session_token,
-            session_token=session_token, session_jwt=session_jwt))
+        return await self._call("otp.refused", organization_id, member_id, SendResult, self._plan_send,
+                                (organization_id, member_id, mfa_phone_number, locale, intermediate_session_token,
+                                 session_token, session_jwt))
 
     async def authenticate_sms_otp(self, organization_id: str, member_id: str, code: str, *,
                                    intermediate_session_token: str | None = None,
@@ -71,48 +69,45 @@ class AsyncMfaFlow(FlowEngine):
                                    set_mfa_enrollment: str | None = None,
                                    set_default_mfa: bool | None = None) -> AuthenticateResult:
         """The authenticate endpoint (spec §5 authenticate, §6.5, §6.6, §6.9)."""
-        return await self._call("otp.failed", organization_id, member_id, AuthenticateResult, partial(
-            self._plan_authenticate, organization_id=organization_id, member_id=member_id, code=code,
-            ist=intermediate_session_token, session_token=session_token, session_jwt=session_jwt,
-            session_duration_minutes=session_duration_minutes, set_mfa_enrollment=set_mfa_enrollment,
-            set_default_mfa=set_default_mfa))
+        return await self._call("otp.failed", organization_id, member_id, AuthenticateResult, self._plan_authenticate,
+                                (organization_id, member_id, code, intermediate_session_token, session_token,
+                                 session_jwt, session_duration_minutes, set_mfa_enrollment, set_default_mfa))
 
     async def authenticate_session(self, *, session_token: str | None = None,
                                    session_jwt: str | None = None) -> SessionCheck:
         """Check a session for inactivity; on one that needs a step-up, send the step-up code (§6.10)."""
-        return await self._call("otp.refused", "", "", SessionCheck, partial(
-            self._plan_session_check, session_token=session_token, session_jwt=session_jwt))
+        return await self._call("otp.refused", "", "", SessionCheck, self._plan_session_check,
+                                (session_token, session_jwt))
 
     async def record_mfa_factor(self, organization_id: str, member_id: str, factor_type: str, *,
                                 intermediate_session_token: str | None = None,
                                 session_token: str | None = None) -> AuthenticateResult:
         """Report a factor the caller verified itself ("totp", "recovery_code")."""
-        return await self._call("otp.refused", organization_id, member_id, AuthenticateResult, partial(
-            self._plan_record_factor, organization_id=organization_id, member_id=member_id,
-            factor_type=factor_type, ist=intermediate_session_token, session_token=session_token))
+        return await self._call("otp.refused", organization_id, member_id, AuthenticateResult, self._plan_record_factor,
+                                (organization_id, member_id, factor_type, intermediate_session_token, session_token))
 
     async def delete_mfa_phone_number(self, organization_id: str, member_id: str) -> Member:
         """Unlink the member's phone: the only way to replace a linked number."""
-        return await self._call(None, organization_id, member_id, Member, partial(
-            self._plan_delete_phone, organization_id=organization_id, member_id=member_id))
+        return await self._call(None, organization_id, member_id, Member, self._plan_delete_phone,
+                                (organization_id, member_id))
 
     async def get_member(self, organization_id: str, member_id: str) -> Member:
         """The merged view: directory record, what the flow wrote, and the lock state."""
-        return await self._call(None, organization_id, member_id, Member, partial(
-            self._plan_get_member, organization_id=organization_id, member_id=member_id))
+        return await self._call(None, organization_id, member_id, Member, self._plan_get_member,
+                                (organization_id, member_id))
 
     async def get_organization(self, organization_id: str) -> Organization:
-        return await self._call(None, organization_id, "", Organization, partial(
-            self._plan_get_organization, organization_id=organization_id))
+        return await self._call(None, organization_id, "", Organization, self._plan_get_organization,
+                                (organization_id,))
 
     # --- the asynchronous driver: MfaFlow's, with await where a plug point may be asynchronous -----
 
     async def _call(self, refusal_event: str | None, org_ref: object, member_ref: object,
                     result: type[T],  # noqa: ARG002 - types the answer
-                    plan: Callable[..., Plan]) -> T:
+                    plan: Callable[..., Plan], args: tuple[Any, ...]) -> T:
         now = self._clock.now()
         try:
-            decide = plan(now)
+            decide = plan(now, *args)
             verdict: object = None
             for _ in range(MAX_RERUNS):
                 try:

@@ -179,9 +179,13 @@ class LeanEvent(Event):
     conditions pass runs; False when none does."""
 
     def trigger(self, model: Any, *args: Any, **kwargs: Any) -> bool:
-        name = model.state.name  # states are Enums: their name is the machine's state name
+        # States are Enums, whose name is the machine's state name; ``_name_`` is the plain attribute
+        # behind the ``name`` property, read without a Python-level call.
+        transitions = self.transitions.get(model.state._name_)
+        if not transitions:
+            return False
         event_data = EventData(None, self, self.machine, model, args=args, kwargs=kwargs)
-        for transition in self.transitions.get(name, ()):
+        for transition in transitions:
             event_data.transition = transition
             if transition.execute(event_data):
                 event_data.result = True
