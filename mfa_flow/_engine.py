@@ -172,18 +172,20 @@ class _Token:
 
 
 def _one_token(ist: object, session_token: object, session_jwt: object, *, required: bool) -> _Token | None:
-    given = [(k, v) for k, v in (("ist", ist), ("session", session_token), ("jwt", session_jwt)) if v is not None]
-    if len(given) > 1:
+    given = (ist is not None) + (session_token is not None) + (session_jwt is not None)
+    if given > 1:
         raise RequestError("too_many_session_arguments", "pass at most one of intermediate_session_token, "
                            "session_token, session_jwt")
-    if not given:
-        if required:
-            raise RequestError("no_session_arguments", "pass one of intermediate_session_token, session_token, "
-                               "session_jwt")
-        return None
-    kind, value = given[0]
-    field = {"ist": "intermediate_session_token", "session": "session_token", "jwt": "session_jwt"}[kind]
-    return _Token.of(kind, _text(value, field))
+    if ist is not None:
+        return _Token.of("ist", _text(ist, "intermediate_session_token"))
+    if session_token is not None:
+        return _Token.of("session", _text(session_token, "session_token"))
+    if session_jwt is not None:
+        return _Token.of("jwt", _text(session_jwt, "session_jwt"))
+    if required:
+        raise RequestError("no_session_arguments", "pass one of intermediate_session_token, session_token, "
+                           "session_jwt")
+    return None
 
 
 def _event(name: str, now: float, org_id: str, member_id: str, phone: str = "", reason: str | None = None,

@@ -253,21 +253,26 @@ def phone_id(organization_id: str, member_id: str, e164: str) -> str:
 
 
 def member_session(session: SessionState, org: Organization) -> MemberSession:
-    factors = tuple(
-        AuthenticationFactor(
-            f.type, f.delivery_method, to_datetime(f.last_authenticated_at),
-            {"phone_id": phone_id(session.organization_id, session.member_id, f.phone_number),
-             "phone_number": f.phone_number} if f.phone_number else None,
-        )
-        for f in session.factors
-    )
+    # A new session's start, last access and newest factor share one clock value: one datetime for them.
+    started = to_datetime(session.started_at)
+    accessed = started if session.last_accessed_at == session.started_at else to_datetime(session.last_accessed_at)
+    oid, mid = session.organization_id, session.member_id
+    factors = []
+    for f in session.factors:
+        at = f.last_authenticated_at
+        factors.append(AuthenticationFactor(
+            f.type, f.delivery_method,
+            accessed if at == session.last_accessed_at else started if at == session.started_at else to_datetime(at),
+            {"phone_id": phone_id(oid, mid, f.phone_number), "phone_number": f.phone_number}
+            if f.phone_number else None,
+        ))
     return MemberSession(
         member_session_id=session.session_id,
-        member_id=session.member_id,
-        organization_id=session.organization_id,
+        member_id=mid,
+        organization_id=oid,
         organization_slug=org.organization_slug,
-        started_at=to_datetime(session.started_at),
-        last_accessed_at=to_datetime(session.last_accessed_at),
+        started_at=started,
+        last_accessed_at=accessed,
         expires_at=to_datetime(session.expires_at),
-        authentication_factors=factors,
+        authentication_factors=tuple(factors),
     )
