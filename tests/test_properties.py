@@ -275,7 +275,8 @@ def assert_parsed_as_phonenumbers_does(text: str) -> None:
 def test_e164_fast_parse_is_phonenumbers_parse_for_every_example_number() -> None:
     """Also with a digit dropped, added, or a 0 / 1 put after the calling code (national-prefix stripping)."""
     for e164 in example_numbers():
-        for text in (e164, e164[:-1], e164 + "0", e164[:3] + "0" + e164[3:], e164[:2] + "1" + e164[2:]):
+        for text in (e164, e164[:-1], e164 + "0", e164[:3] + "0" + e164[3:], e164[:3] + "00" + e164[3:],
+                     e164[:2] + "1" + e164[2:]):
             if _E164_TEXT.fullmatch(text):
                 assert_parsed_as_phonenumbers_does(text)
 
