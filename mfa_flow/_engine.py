@@ -18,7 +18,7 @@ import attrs
 
 from mfa_flow import core, machine
 from mfa_flow.clock import Clock, SystemClock
-from mfa_flow.crypto import Keyring, is_code_shaped, new_token, token_digest
+from mfa_flow.crypto import Keyring, is_code_shaped, new_id, new_token, token_digest
 from mfa_flow.directory import Directory, MemoryDirectory
 from mfa_flow.errors import (
     CodeRejected,
@@ -579,7 +579,7 @@ class FlowEngine:
         for (_, k, (_, seconds)), (_, window, _) in zip(limits, windows, strict=True):   # admit
             keep = max(seconds, policy.resend_cooldown)
             out.writes[k] = Write(core.counted(window, now, keep), now + keep)
-        code_id = secrets.token_hex(8)
+        code_id = new_id(8)
         prepared = self._provider.prepare(code_id=code_id, to=dest.e164, locale=locale, organization_id=oid,
                                           member_id=mid)
         code = clone(sub.code)
@@ -672,7 +672,7 @@ class FlowEngine:
     def _new_session(self, out: _Outcome, sub: _Subject, factors: tuple[Factor, ...], now: float,
                      minutes: int) -> tuple[str, SessionState]:
         token = new_token()
-        session = SessionState(f"member-session-{secrets.token_hex(16)}", sub.org.organization_id,
+        session = SessionState(f"member-session-{new_id(16)}", sub.org.organization_id,
                                sub.base.member_id, now, now, now + 60 * minutes, factors)
         out.writes[keys.session(token_digest(token))] = Write(session, session.expires_at)
         self._note(out, "session.created", now, session.organization_id, session.member_id,

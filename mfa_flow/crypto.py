@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Sequence
 
 from mfa_flow.errors import ConfigurationError
 
-__all__ = ["CODE_DIGITS", "Keyring", "generate_code", "is_code_shaped", "new_token", "token_digest"]
+__all__ = ["CODE_DIGITS", "Keyring", "generate_code", "is_code_shaped", "new_id", "new_token", "token_digest"]
 
 CODE_DIGITS = 6
 MIN_KEY_BYTES = 32
@@ -25,6 +26,11 @@ def generate_code() -> str:
 def is_code_shaped(value: object) -> bool:
     """Exactly six ASCII digits; anything else is a wrong code."""
     return isinstance(value, str) and len(value) == CODE_DIGITS and _DIGITS.issuperset(value)
+
+
+def new_id(nbytes: int) -> str:
+    """An id that must be unique, not secret (a code's, a session's): ``nbytes`` from the OS, as hex."""
+    return os.urandom(nbytes).hex()
 
 
 def new_token() -> str:
@@ -64,11 +70,11 @@ class Keyring:
         return f"Keyring(<{len(self._keys)} key(s)>)"
 
     def sign(self, code_id: str, code: str) -> bytes:
-        return hmac.new(self._keys[0], f"{code_id}\x00{code}".encode(), hashlib.sha256).digest()
+        return hmac.digest(self._keys[0], f"{code_id}\x00{code}".encode(), "sha256")  # OpenSSL's one-shot HMAC
 
     def verify(self, code_id: str, code: str, digest: bytes) -> bool:
         message = f"{code_id}\x00{code}".encode()
         matched = False
         for key in self._keys:  # no early exit: the time taken does not tell which key matched
-            matched |= hmac.compare_digest(hmac.new(key, message, hashlib.sha256).digest(), digest)
+            matched |= hmac.compare_digest(hmac.digest(key, message, "sha256"), digest)
         return matched

@@ -52,15 +52,21 @@ class _MemoryTransaction:
             if (item[0] if item is not None else 0) != version:
                 return False
         read = self._read
-        for key, write in writes.items():
-            if write.value is None:
+        buckets = store._buckets
+        for key, (value, expires_at) in writes.items():
+            if value is None:
                 data.pop(key, None)
                 version = 0
             else:
                 version = next(store._versions)
-                data[key] = (version, write.value, write.expires_at)
-                if write.expires_at is not None:
-                    store._file(key, write.expires_at)
+                data[key] = (version, value, expires_at)
+                if expires_at is not None:  # filed by the minute its grace ends, for the sweep
+                    bucket = int((expires_at + TTL_GRACE) // _BUCKET_SECONDS)
+                    filed = buckets.get(bucket)
+                    if filed is None:
+                        buckets[bucket] = [key]
+                    else:
+                        filed.append(key)
             if key in read:  # a second commit in this transaction checks against what this one wrote
                 read[key] = version
         if now >= store._next_sweep:
@@ -88,14 +94,6 @@ class MemoryStore:
 
     def transaction(self) -> _MemoryTransaction:
         return _MemoryTransaction(self)
-
-    def _file(self, key: str, expires_at: float) -> None:
-        bucket = int((expires_at + TTL_GRACE) // _BUCKET_SECONDS)
-        keys = self._buckets.get(bucket)
-        if keys is None:
-            self._buckets[bucket] = [key]
-        else:
-            keys.append(key)
 
     def _sweep(self, now: float) -> None:
         """Drop records past their expiry and grace, minute by minute; correctness never depends on it."""
