@@ -124,7 +124,9 @@ class _Outcome:
     events: list[Event] = attrs.field(factory=list)
     error: MfaError | None = None
     delivery: _Delivery | None = None
-    finish: Callable[[bool], Any] | None = None  # builds the result once the delivery outcome is known
+    #: Builds the result, told whether a code went out in this call. It must not refer to its outcome: that
+    #: cycle would leave every call's records for the garbage collector to find.
+    finish: Callable[[bool], Any] | None = None
 
 
 #: A decision: a generator that yields store reads and directory calls and returns its outcome.
@@ -426,7 +428,7 @@ class FlowEngine:
             error._reported = True  # noqa: SLF001 - its event went out with the outcome
             raise error
         assert outcome.finish is not None
-        return outcome.finish(failure is None)
+        return outcome.finish(delivery is not None and failure is None)
 
     def _undo_step(self, delivery: _Delivery, now: float, _verdict: object = None) -> Step:
         """Remove the code and the link a rejected send wrote, if they are still the ones it wrote."""
@@ -542,10 +544,8 @@ class FlowEngine:
         out.delivery = yield from self._admit(verdict, out, sub, now, dest, linking=linking, link_key=link_key,
                                    bound_to=digest, purpose=purpose, locale=locale, automatic=False)
 
-        def finish(_delivered: bool) -> SendResult:
-            return SendResult(member_id=base.member_id, member=self._after(sub, out), organization=org)
-
-        out.finish = finish
+        after = self._after(sub, out)
+        out.finish = lambda _: SendResult(member_id=base.member_id, member=after, organization=org)
         return out
 
     def _admit(self, verdict: object, out: _Outcome, sub: _Subject, now: float, dest: Phone, *,
@@ -656,7 +656,7 @@ class FlowEngine:
             return PrimaryAuthResult(
                 member_id=mid, organization_id=oid, member=member, organization=org,
                 member_authenticated=False, intermediate_session_token=ist,
-                mfa_required=core.mfa_required(member, out.delivery is not None and delivered) if owed else None)
+                mfa_required=core.mfa_required(member, delivered) if owed else None)
 
         out.finish = finish
         return out
@@ -815,7 +815,7 @@ class FlowEngine:
             yield from self._send_automatically(verdict, out, sub, now, digest, "step_up", None)
 
         def finish(delivered: bool) -> SessionCheck:
-            initiated = live or (out.delivery is not None and delivered)
+            initiated = live or delivered
             return SessionCheck(member_session=core.member_session(session, org), step_up_required=True,
                                 secondary_auth_initiated="sms_otp" if initiated else None)
 

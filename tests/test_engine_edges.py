@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import pickle
 
 import pytest
@@ -13,9 +14,9 @@ from mfa_flow.testing import FakeClock, FakeTransport
 ORG, MEMBER, PHONE = "organization-test-1", "member-test-1", "+14155550123"
 
 
-def make_flow() -> tuple[MfaFlow, FakeTransport]:
+def make_flow(clock: FakeClock | None = None) -> tuple[MfaFlow, FakeTransport]:
     transport = FakeTransport()
-    flow = MfaFlow(clock=FakeClock(), transport=transport)
+    flow = MfaFlow(clock=clock or FakeClock(), transport=transport)
     flow.directory.put_organization(Organization(ORG, mfa_policy="REQUIRED_FOR_ALL"))
     flow.directory.put_member(Member(MEMBER, ORG, mfa_phone_number=PHONE, mfa_phone_number_verified=True))
     return flow, transport
@@ -100,3 +101,28 @@ def test_console_gateway_fallback_logs_a_warning_and_prints_under_a_development_
     assert out == ""
     assert "DEVELOPMENT ONLY" in err_text
     assert f"SMS to {PHONE}" in err_text
+
+
+def test_calls_leave_no_reference_cycles_for_the_garbage_collector() -> None:
+    """Every call's transient records (its outcome, subject, delivery) are freed when it returns, not left in
+    a cycle for the collector: a login, a send with a link, a step-up and a refusal, with the collector off."""
+    clock = FakeClock()
+    flow, transport = make_flow(clock)
+    flow.directory.put_member(Member("member-test-2", ORG))
+    gc.collect()
+    gc.disable()
+    try:
+        ist = flow.authenticate_primary(ORG, MEMBER, "email_magic_link").intermediate_session_token
+        session = flow.authenticate_sms_otp(ORG, MEMBER, transport.last_code(), intermediate_session_token=ist)
+        flow.send_sms_otp(ORG, "member-test-2", mfa_phone_number="+14155550124")
+        clock.advance(31 * 60)
+        step_up = flow.authenticate_session(session_token=session.session_token).secondary_auth_initiated
+        with pytest.raises(MfaError):
+            flow.authenticate_sms_otp(ORG, MEMBER, "000000", session_token="not-a-session")
+        del ist, session
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert step_up == "sms_otp"
+    assert [m.to for m in transport.sent] == [PHONE, "+14155550124", PHONE]
+    assert unreachable == 0, f"{unreachable} objects were left in reference cycles"
