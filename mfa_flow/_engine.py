@@ -92,6 +92,9 @@ class _Dir(NamedTuple):
 _Request = _Read | _Dir
 
 
+_DELETE: Final = Write(None)  # one shared deletion: a NamedTuple costs a Python call to build
+
+
 @attrs.define(slots=True)
 class _HookVerdict:
     """The before_send hooks' answer for one destination and purpose."""
@@ -438,7 +441,7 @@ class FlowEngine:
         out = _Outcome()
         code = got.get(sub.k_code)
         if code is not None and isinstance(code.value, CodeState) and code.value.code_id == delivery.prepared.code_id:
-            out.writes[sub.k_code] = Write(None)
+            out.writes[sub.k_code] = _DELETE
         overlay = got.get(sub.k_member)
         if delivery.undo_overlay is not None and overlay is not None and isinstance(overlay.value, MemberState):
             current = overlay.value
@@ -446,7 +449,7 @@ class FlowEngine:
             if (current.phone == ours and not current.phone_verified) or current.pending_phone == ours:
                 out.writes[sub.k_member] = Write(delivery.undo_overlay)
                 if delivery.link_key and delivery.link_key in got:
-                    out.writes[delivery.link_key] = Write(None)
+                    out.writes[delivery.link_key] = _DELETE
                 after = core.merged_member(sub.base, delivery.undo_overlay, sub.guard)
                 if after != core.merged_member(sub.base, current, sub.guard):
                     self._note(out, "member.updated", now, sub.org.organization_id,
@@ -667,7 +670,7 @@ class FlowEngine:
         login = clone(record)
         if not machine.fire(machine.LOGIN, "consume", login):
             raise TokenError("intermediate_session_not_found", "intermediate_session_token: already used")
-        out.writes[keys.login(digest)] = Write(None)
+        out.writes[keys.login(digest)] = _DELETE
 
     def _new_session(self, out: _Outcome, sub: _Subject, factors: tuple[Factor, ...], now: float,
                      minutes: int) -> tuple[str, SessionState]:
@@ -736,7 +739,7 @@ class FlowEngine:
             self._note(out, "phone.linked", now, oid, mid, phone, verified=True)
         elif not member.mfa_phone_number_verified and _same_phone(member.mfa_phone_number, phone):
             changes.update(phone=phone, phone_verified=True)
-        out.writes[sub.k_code] = Write(None)
+        out.writes[sub.k_code] = _DELETE
         enrolled = True if org.mfa_policy == "REQUIRED_FOR_ALL" else (
             None if enrollment is None else enrollment == "enroll")
         if enrolled is not None and enrolled != member.mfa_enrolled:
@@ -859,11 +862,11 @@ class FlowEngine:
             k_link = keys.link(oid, old)
             link = _value((yield _Read([k_link])), k_link, PhoneLink, None)
             if link is not None and link.member_id == mid:
-                out.writes[k_link] = Write(None)
+                out.writes[k_link] = _DELETE
         if sub.code.state is CodePhase.SENT:
             code = clone(sub.code)
             machine.fire(machine.CODE, "kill", code)
-            out.writes[sub.k_code] = Write(None)
+            out.writes[sub.k_code] = _DELETE
         after = self._member_changed(out, sub, overlay, sub.guard, now)
         out.finish = lambda _: after
         return out

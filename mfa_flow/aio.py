@@ -116,7 +116,8 @@ class AsyncMfaFlow(FlowEngine):
                 except _NeedHooks as need:
                     verdict = _HookVerdict(need.key, await self._ask_hooks(need.context))
                     continue
-                return cast("T", await self._conclude(outcome, now))
+                answer: T = await self._conclude(outcome, now)  # typed by ``result``
+                return answer
             raise StoreFailure("internal_server_error", "the send kept changing under the before_send hooks")
         except MfaError as exc:
             raise self._refused(refusal_event, now, org_ref, member_ref, exc) from None
@@ -156,7 +157,8 @@ class AsyncMfaFlow(FlowEngine):
                     reply = await _settle(tx.read(request.keys))
                 request = step.send(reply)
         except StopIteration as stop:
-            return cast("_Outcome", stop.value)
+            outcome: _Outcome = stop.value
+            return outcome
 
     async def _ask_hooks(self, context: SendContext) -> MfaError | None:
         for hook in self._hooks:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from mfa_flow._engine import (
     _PROBE,
@@ -106,7 +106,8 @@ class MfaFlow(FlowEngine):
                 except _NeedHooks as need:
                     verdict = _HookVerdict(need.key, self._ask_hooks(need.context))
                     continue
-                return cast("T", self._conclude(outcome, now))
+                answer: T = self._conclude(outcome, now)  # typed by ``result`` (cast() is a call per login)
+                return answer
             raise StoreFailure("internal_server_error", "the send kept changing under the before_send hooks")
         except MfaError as exc:
             raise self._refused(refusal_event, now, org_ref, member_ref, exc) from None
@@ -141,7 +142,8 @@ class MfaFlow(FlowEngine):
                     reply = tx.read(request.keys)
                 request = step.send(reply)
         except StopIteration as stop:
-            return cast("_Outcome", stop.value)
+            outcome: _Outcome = stop.value
+            return outcome
 
     def _ask_hooks(self, context: SendContext) -> MfaError | None:
         for hook in self._hooks:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from transitions import Event, EventData, Machine
+from transitions import Event, Machine
 from transitions import Transition as _Transition
 
 from mfa_flow.state import CodePhase, CodeState, GuardPhase, LoginPhase, SessionPhase
@@ -19,7 +19,8 @@ from mfa_flow.state import CodePhase, CodeState, GuardPhase, LoginPhase, Session
 __all__ = ["CODE", "GUARD", "LOGIN", "MACHINES", "SESSION", "TABLES", "fire"]
 
 Transition = dict[str, Any]
-# Conditions and callbacks take transitions' EventData; its stub types ``model`` as object, so they take Any.
+# Conditions and callbacks take transitions' EventData (or TriggerData); its stub types ``model`` as object,
+# so they take Any.
 
 
 # --- conditions: pure predicates over (record, trigger arguments) -----------------------------------
@@ -174,6 +175,22 @@ class LeanTransition(_Transition):
         return True
 
 
+class TriggerData:
+    """What a condition or callback of a lean machine receives: transitions' ``EventData`` fields, in
+    slots (an ``EventData`` is a dict-backed object built by a Python ``__init__`` on every trigger)."""
+
+    __slots__ = ("args", "error", "event", "kwargs", "machine", "model", "result", "state", "transition")
+    transition: Any
+    state: Any
+    error: Any
+    result: bool
+
+    def __init__(self, event: Event, model: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.event, self.machine, self.model, self.args, self.kwargs = event, event.machine, model, args, kwargs
+        self.state = self.transition = self.error = None
+        self.result = False
+
+
 class LeanEvent(Event):
     """``trigger(record, **kwargs)`` without the processing queue: the first transition whose
     conditions pass runs; False when none does."""
@@ -184,10 +201,10 @@ class LeanEvent(Event):
         transitions = self.transitions.get(model.state._name_)
         if not transitions:
             return False
-        event_data = EventData(None, self, self.machine, model, args=args, kwargs=kwargs)
+        event_data = TriggerData(self, model, args, kwargs)
         for transition in transitions:
             event_data.transition = transition
-            if transition.execute(event_data):
+            if transition.execute(event_data):  # type: ignore[arg-type]  # a LeanTransition takes TriggerData
                 event_data.result = True
                 return True
         return False
