@@ -341,7 +341,7 @@ class FlowEngine:
     def _plan_get_member(self, now: float, organization_id: object, member_id: object) -> Plan:
         def decide(_verdict: object) -> Step:
             org, base = yield from self._resolve(organization_id, member_id, require_active=False)
-            sub, _ = yield from self._subject(org, base, now, ())
+            sub, _ = yield from self._subject(org, base, now)
             return _Outcome(finish=lambda _: sub.member)
 
         return decide
@@ -459,13 +459,21 @@ class FlowEngine:
     # --- reading a subject --------------------------------------------------------------------------
 
     def _subject(self, org: Organization, base: Member, now: float,
-                 extra: Sequence[str]) -> Generator[_Request, Any, tuple[_Subject, dict[str, Entry]]]:
+                 token: _Token | None = None) -> Generator[_Request, Any, tuple[_Subject, dict[str, Entry]]]:
+        """The member's records, read with the passed token's (one round trip), settled at ``now``."""
         oid, mid = org.organization_id, base.member_id
         k_member, k_guard, k_code = keys.subject(oid, mid)
-        got = yield _Read([k_member, k_guard, k_code, *extra])
-        overlay = _value(got, k_member, MemberState, core.EMPTY_OVERLAY)
-        guard = core.settle_guard(_value(got, k_guard, GuardState, core.OPEN_GUARD), now)
-        code = core.settle_code(_value(got, k_code, CodeState, core.NO_CODE), now)
+        got = yield _Read([k_member, k_guard, k_code, token.key] if token is not None and token.key
+                          else [k_member, k_guard, k_code])
+        # Absent records (the common case) take their defaults without a lookup; lazy expiry only
+        # concerns a locked guard and a sent code.
+        overlay = _value(got, k_member, MemberState) if k_member in got else core.EMPTY_OVERLAY
+        guard = _value(got, k_guard, GuardState) if k_guard in got else core.OPEN_GUARD
+        if guard.state is GuardPhase.LOCKED:
+            guard = core.settle_guard(guard, now)
+        code = _value(got, k_code, CodeState) if k_code in got else core.NO_CODE
+        if code.state is CodePhase.SENT:
+            code = core.settle_code(code, now)
         member = core.merged_member(base, overlay, guard)
         return _Subject(org, base, overlay, guard, code, member, k_member, k_guard, k_code), got
 
@@ -481,10 +489,6 @@ class FlowEngine:
             return core.check_ist(_value(got, token.key, LoginState, None), oid, mid, now)
         return core.check_session(_value(got, token.key, SessionState, None), oid, mid, now, sub.member,
                                   self.policy)
-
-    @staticmethod
-    def _token_key(token: _Token | None) -> list[str]:
-        return [token.key] if token is not None and token.key else []
 
     def _phone_holder(self, sub: _Subject, e164: str) -> Generator[_Request, Any, tuple[str | None, str]]:
         """Who else in the organization has ``e164`` linked: (member id or None, link-index key)."""
@@ -506,7 +510,7 @@ class FlowEngine:
 
     def _decide_send(self, verdict: object, now: float, org: Organization, base: Member,
                      token: _Token | None, given: Phone | None, locale: str | None) -> Step:
-        sub, got = yield from self._subject(org, base, now, self._token_key(token))
+        sub, got = yield from self._subject(org, base, now, token)
         record = self._token_record(got, sub, token, now)                      # 3
         kind, digest = (token.kind, token.digest) if token is not None else ("", "")
         core.check_lock(sub.guard)                                           # 4
@@ -577,7 +581,7 @@ class FlowEngine:
         if policy.send_limit_global is not None:
             limits.append(("global", keys.WINDOW_GLOBAL, policy.send_limit_global))
         got = yield _Read([k for _, k, _ in limits])
-        windows = [(name, _value(got, k, SendWindow, _NO_WINDOW), limit) for name, k, limit in limits]
+        windows = [(name, _value(got, k, SendWindow) if k in got else _NO_WINDOW, limit) for name, k, limit in limits]
         core.check_limits(policy, now, windows, windows[0][1])
         for (_, k, (_, seconds)), (_, window, _) in zip(limits, windows, strict=True):   # admit
             keep = max(seconds, policy.resend_cooldown)
@@ -624,7 +628,7 @@ class FlowEngine:
                         method: str, session_token: str | None, locale: str | None, ist: str) -> Step:
         policy = self.policy
         token = None if session_token is None else _Token.of("session", session_token)
-        sub, got = yield from self._subject(org, base, now, self._token_key(token))
+        sub, got = yield from self._subject(org, base, now, token)
         passed = self._token_record(got, sub, token, now)
         passed_digest = token.digest if token is not None else ""
         core.check_lock(sub.guard)
@@ -665,12 +669,12 @@ class FlowEngine:
         return out
 
     @staticmethod
-    def _consume(out: _Outcome, record: LoginState, digest: str) -> None:
+    def _consume(out: _Outcome, record: LoginState, token: _Token) -> None:
         """The IST is single-use: consumed in the same commit that issues the session."""
         login = clone(record)
         if not machine.fire(machine.LOGIN, "consume", login):
             raise TokenError("intermediate_session_not_found", "intermediate_session_token: already used")
-        out.writes[keys.login(digest)] = _DELETE
+        out.writes[token.key] = _DELETE
 
     def _new_session(self, out: _Outcome, sub: _Subject, factors: tuple[Factor, ...], now: float,
                      minutes: int) -> tuple[str, SessionState]:
@@ -688,7 +692,7 @@ class FlowEngine:
                              token: _Token, code_input: object, minutes: int | None,
                              enrollment: str | None, set_default: bool | None) -> Step:
         policy = self.policy
-        sub, got = yield from self._subject(org, base, now, self._token_key(token))
+        sub, got = yield from self._subject(org, base, now, token)
         record = self._token_record(got, sub, token, now)                      # 3
         digest = token.digest
         core.check_lock(sub.guard)                                           # 4
@@ -759,7 +763,7 @@ class FlowEngine:
         factor = Factor(*core.SMS_FACTOR, now, phone)
         session_token = ""
         if isinstance(record, LoginState):
-            self._consume(out, record, digest)
+            self._consume(out, record, token)
             session_token, session = self._new_session(
                 out, sub, (*record.factors, factor), now,
                 minutes if minutes is not None else policy.default_session_minutes)
@@ -795,7 +799,7 @@ class FlowEngine:
         got = yield _Read([k_session])
         record = core.check_session(_value(got, k_session, SessionState, None), None, None, now, None, self.policy)
         org, base = yield from self._resolve(record.organization_id, record.member_id)
-        sub, _ = yield from self._subject(org, base, now, ())
+        sub, _ = yield from self._subject(org, base, now)
         session = core.check_session(record, None, None, now, sub.member, self.policy)
         out = _Outcome()
         oid, mid = org.organization_id, base.member_id
@@ -829,14 +833,14 @@ class FlowEngine:
 
     def _decide_record_factor(self, now: float, org: Organization, base: Member,
                               token: _Token, factor_type: str) -> Step:
-        sub, got = yield from self._subject(org, base, now, self._token_key(token))
+        sub, got = yield from self._subject(org, base, now, token)
         record = self._token_record(got, sub, token, now)
         digest = token.digest
         core.check_lock(sub.guard)
         factor = Factor(*core.RECORDED_FACTORS[factor_type], now)
         out = _Outcome()
         if isinstance(record, LoginState):
-            self._consume(out, record, digest)
+            self._consume(out, record, token)
             session_token, session = self._new_session(out, sub, (*record.factors, factor), now,
                                                        self.policy.default_session_minutes)
         else:
@@ -850,7 +854,7 @@ class FlowEngine:
         return out
 
     def _decide_delete_phone(self, now: float, org: Organization, base: Member) -> Step:
-        sub, _ = yield from self._subject(org, base, now, ())
+        sub, _ = yield from self._subject(org, base, now)
         out = _Outcome()
         oid, mid = org.organization_id, base.member_id
         old = sub.member.mfa_phone_number
@@ -900,7 +904,7 @@ class FlowEngine:
 _NO_WINDOW: Final = SendWindow()
 
 
-def _value(got: dict[str, Entry], key: str, kind: type[Any], default: Any) -> Any:
+def _value(got: dict[str, Entry], key: str, kind: type[Any], default: Any = None) -> Any:
     entry = got.get(key)
     if entry is None:
         return default
