@@ -76,10 +76,9 @@ Hook = Callable[[SendContext], None]
 T = TypeVar("T")
 
 
-class _Read(NamedTuple):
-    """A decision asks the store for these keys (one round trip)."""
-
-    keys: list[str]
+class _Read(list[str]):
+    """A decision asks the store for these keys (one round trip). A list, so building one runs no Python
+    code (a NamedTuple's ``__new__`` is a Python function, and decisions read on every call)."""
 
 
 class _Dir(NamedTuple):
@@ -155,8 +154,12 @@ class _Subject:
 
 def _text(value: object, field: str) -> str:
     if not isinstance(value, str):
-        raise RequestError("bad_request", f"{field}: must be a string")
+        raise _not_text(field)
     return value
+
+
+def _not_text(field: str) -> RequestError:
+    return RequestError("bad_request", f"{field}: must be a string")
 
 
 @attrs.frozen(slots=True)
@@ -369,8 +372,10 @@ class FlowEngine:
 
     def _resolve(self, org_ref: object, member_ref: object, *,
                  require_active: bool = True) -> Generator[_Request, Any, tuple[Organization, Member]]:
-        org_ref = _text(org_ref, "organization_id")
-        member_ref = _text(member_ref, "member_id")
+        if not isinstance(org_ref, str):  # checked inline: every call resolves its subject
+            raise _not_text("organization_id")
+        if not isinstance(member_ref, str):
+            raise _not_text("member_id")
         org = yield _Dir("get_organization", (org_ref,))
         if org is None:
             raise NotFoundError("organization_not_found", "organization_id: no such organization")

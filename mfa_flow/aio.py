@@ -154,7 +154,7 @@ class AsyncMfaFlow(FlowEngine):
                 if isinstance(request, _Dir):
                     reply = await _settle(getattr(self.directory, request.method)(*request.args))
                 else:
-                    reply = await _settle(tx.read(request.keys))
+                    reply = await _settle(tx.read(request))
                 request = step.send(reply)
         except StopIteration as stop:
             outcome: _Outcome = stop.value

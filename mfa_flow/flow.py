@@ -139,7 +139,7 @@ class MfaFlow(FlowEngine):
                 if isinstance(request, _Dir):
                     reply: Any = getattr(self.directory, request.method)(*request.args)
                 else:
-                    reply = tx.read(request.keys)
+                    reply = tx.read(request)
                 request = step.send(reply)
         except StopIteration as stop:
             outcome: _Outcome = stop.value
