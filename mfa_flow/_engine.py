@@ -162,7 +162,7 @@ def _not_text(field: str) -> RequestError:
     return RequestError("bad_request", f"{field}: must be a string")
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True)  # not frozen: a frozen attrs class sets each field through object.__setattr__
 class _Token:
     """A token the caller passed: its kind, its value, and the store key of its SHA-256."""
 
@@ -431,7 +431,8 @@ class FlowEngine:
                 else:
                     error = DeliveryFailed("downstream_carrier_error", "the SMS gateway " + (
                         "refused the message" if rejected else "may not have delivered the message"))
-        emit(self._sinks, events)
+        if events:  # built only when someone listens
+            emit(self._sinks, events)
         if error is not None:
             error._reported = True  # noqa: SLF001 - its event went out with the outcome
             raise error
