@@ -596,9 +596,8 @@ class FlowEngine:
         prepared = self._provider.prepare(code_id=code_id, to=dest.e164, locale=locale, organization_id=oid,
                                           member_id=mid)
         code = clone(sub.code)
-        machine.fire(machine.CODE, "issue", code, code=CodeState(
-            code_id=code_id, digest=prepared.digest, bound_to=bound_to, purpose=purpose, phone=dest.e164,
-            sent_at=now, expires_at=now + policy.otp_ttl))
+        machine.fire(machine.CODE, "issue", code, code_id=code_id, digest=prepared.digest, bound_to=bound_to,
+                     purpose=purpose, phone=dest.e164, sent_at=now, expires_at=now + policy.otp_ttl)
         out.writes[sub.k_code] = Write(code, code.expires_at)
         undo = None
         if linking:
@@ -688,8 +687,9 @@ class FlowEngine:
         session = SessionState(f"member-session-{new_id(16)}", sub.org.organization_id,
                                sub.base.member_id, now, now, now + 60 * minutes, factors)
         out.writes[keys.session(token_digest(token))] = Write(session, session.expires_at)
-        self._note(out, "session.created", now, session.organization_id, session.member_id,
-                   factors=[f.type for f in factors])
+        if self._listening():  # the factor list is built only for someone to read
+            self._note(out, "session.created", now, session.organization_id, session.member_id,
+                       factors=[f.type for f in factors])
         return token, session
 
     # --- authenticate ------------------------------------------------------------------------------
@@ -883,10 +883,13 @@ class FlowEngine:
 
     # --- helpers ---------------------------------------------------------------------------------------
 
+    def _listening(self) -> bool:
+        return bool(self._sinks) or logger.isEnabledFor(logging.DEBUG)
+
     def _note(self, out: _Outcome | list[Event], name: str, now: float, org_id: str, member_id: str,
               phone: str = "", reason: str | None = None, **data: Any) -> None:
         """Record an event for after the commit; nobody listening (no sinks, no DEBUG log) costs nothing."""
-        if self._sinks or logger.isEnabledFor(logging.DEBUG):
+        if self._listening():
             (out.events if isinstance(out, _Outcome) else out).append(
                 _event(name, now, org_id, member_id, phone, reason, **data))
 

@@ -14,7 +14,7 @@ from typing import Any
 from transitions import Event, Machine
 from transitions import Transition as _Transition
 
-from mfa_flow.state import CodePhase, CodeState, GuardPhase, LoginPhase, SessionPhase
+from mfa_flow.state import CodePhase, GuardPhase, LoginPhase, SessionPhase
 
 __all__ = ["CODE", "GUARD", "LOGIN", "MACHINES", "SESSION", "TABLES", "fire"]
 
@@ -61,10 +61,10 @@ def member_has_active_factor(ev: Any) -> bool:
 
 def install_code(ev: Any) -> None:
     """A new code replaces whatever the record held: the previous code is superseded, not remembered."""
-    new: CodeState = ev.kwargs["code"]
+    new = ev.kwargs
     rec = ev.model
-    rec.code_id, rec.digest, rec.bound_to, rec.purpose = new.code_id, new.digest, new.bound_to, new.purpose
-    rec.phone, rec.sent_at, rec.expires_at, rec.attempts = new.phone, new.sent_at, new.expires_at, 0
+    rec.code_id, rec.digest, rec.bound_to, rec.purpose = new["code_id"], new["digest"], new["bound_to"], new["purpose"]
+    rec.phone, rec.sent_at, rec.expires_at, rec.attempts = new["phone"], new["sent_at"], new["expires_at"], 0
 
 
 def count_attempt(ev: Any) -> None:
