@@ -270,30 +270,15 @@ class FlowEngine:
             method_error = None
         loc = core.check_locale(locale)
         ist = new_token()  # minted once per call, so a re-run and the hooks' verdict see the same binding
-
-        def decide(verdict: object) -> Step:
-            org, base = yield from self._resolve(organization_id, member_id)
-            if method_error is not None:  # checked after organization, member and status (spec §5)
-                raise method_error
-            if session_token is not None:
-                _text(session_token, "session_token")
-            return (yield from self._decide_primary(verdict, now, org, base, str(method),
-                                                    session_token,  # type: ignore[arg-type]
-                                                    loc, ist))
-
-        return decide
+        return partial(self._decide_primary, now, organization_id, member_id, str(method), method_error,
+                       session_token, loc, ist)
 
     def _plan_send(self, now: float, organization_id: object, member_id: object, mfa_phone_number: object,
                    locale: object, ist: object, session_token: object, session_jwt: object) -> Plan:
         token = _one_token(ist, session_token, session_jwt, required=False)
         given = None if mfa_phone_number is None else parse_phone(mfa_phone_number)
         loc = core.check_locale(locale)
-
-        def decide(verdict: object) -> Step:
-            org, base = yield from self._resolve(organization_id, member_id)
-            return (yield from self._decide_send(verdict, now, org, base, token, given, loc))
-
-        return decide
+        return partial(self._decide_send, now, organization_id, member_id, token, given, loc)
 
     def _plan_authenticate(self, now: float, organization_id: object, member_id: object, code: object,
                            ist: object, session_token: object, session_jwt: object, session_duration_minutes: object,
@@ -305,14 +290,8 @@ class FlowEngine:
             raise RequestError("bad_request", "set_mfa_enrollment: must be 'enroll' or 'unenroll'")
         if set_default_mfa is not None and not isinstance(set_default_mfa, bool):
             raise RequestError("bad_request", "set_default_mfa: must be True or False")
-
-        def decide(_verdict: object) -> Step:
-            org, base = yield from self._resolve(organization_id, member_id)
-            return (yield from self._decide_authenticate(now, org, base, token, code, minutes,
-                                                         set_mfa_enrollment,
-                                                         set_default_mfa))
-
-        return decide
+        return partial(self._decide_authenticate, now, organization_id, member_id, token, code, minutes,
+                       set_mfa_enrollment, set_default_mfa)
 
     def _plan_session_check(self, now: float, session_token: object, session_jwt: object) -> Plan:
         token = _one_token(None, session_token, session_jwt, required=True)
@@ -327,12 +306,7 @@ class FlowEngine:
             raise RequestError("bad_request", f"factor_type: must be one of {sorted(core.RECORDED_FACTORS)}")
         token = _one_token(ist, session_token, None, required=True)
         assert token is not None
-
-        def decide(_verdict: object) -> Step:
-            org, base = yield from self._resolve(organization_id, member_id)
-            return (yield from self._decide_record_factor(now, org, base, token, str(factor_type)))
-
-        return decide
+        return partial(self._decide_record_factor, now, organization_id, member_id, token, factor_type)
 
     def _plan_delete_phone(self, now: float, organization_id: object, member_id: object) -> Plan:
         def decide(_verdict: object) -> Step:
@@ -514,8 +488,9 @@ class FlowEngine:
 
     # --- send ------------------------------------------------------------------------------------
 
-    def _decide_send(self, verdict: object, now: float, org: Organization, base: Member,
-                     token: _Token | None, given: Phone | None, locale: str | None) -> Step:
+    def _decide_send(self, now: float, org_ref: object, member_ref: object, token: _Token | None,
+                     given: Phone | None, locale: str | None, verdict: object) -> Step:
+        org, base = yield from self._resolve(org_ref, member_ref)
         sub, got = yield from self._subject(org, base, now, token)
         record = self._token_record(got, sub, token, now)                      # 3
         kind, digest = (token.kind, token.digest) if token is not None else ("", "")
@@ -629,8 +604,13 @@ class FlowEngine:
 
     # --- primary authentication -------------------------------------------------------------------
 
-    def _decide_primary(self, verdict: object, now: float, org: Organization, base: Member,
-                        method: str, session_token: str | None, locale: str | None, ist: str) -> Step:
+    def _decide_primary(self, now: float, org_ref: object, member_ref: object, method: str,
+                        method_error: RequestError | None, session_ref: object, locale: str | None, ist: str,
+                        verdict: object) -> Step:
+        org, base = yield from self._resolve(org_ref, member_ref)
+        if method_error is not None:  # checked after organization, member and status (spec §5)
+            raise method_error
+        session_token = None if session_ref is None else _text(session_ref, "session_token")
         policy = self.policy
         token = None if session_token is None else _Token.of("session", session_token)
         sub, got = yield from self._subject(org, base, now, token)
@@ -694,9 +674,10 @@ class FlowEngine:
 
     # --- authenticate ------------------------------------------------------------------------------
 
-    def _decide_authenticate(self, now: float, org: Organization, base: Member,
-                             token: _Token, code_input: object, minutes: int | None,
-                             enrollment: str | None, set_default: bool | None) -> Step:
+    def _decide_authenticate(self, now: float, org_ref: object, member_ref: object, token: _Token,
+                             code_input: object, minutes: int | None, enrollment: str | None,
+                             set_default: bool | None, _verdict: object) -> Step:
+        org, base = yield from self._resolve(org_ref, member_ref)
         policy = self.policy
         sub, got = yield from self._subject(org, base, now, token)
         record = self._token_record(got, sub, token, now)                      # 3
@@ -837,8 +818,9 @@ class FlowEngine:
 
     # --- caller-verified factors, phone deletion ----------------------------------------------------
 
-    def _decide_record_factor(self, now: float, org: Organization, base: Member,
-                              token: _Token, factor_type: str) -> Step:
+    def _decide_record_factor(self, now: float, org_ref: object, member_ref: object, token: _Token,
+                              factor_type: str, _verdict: object) -> Step:
+        org, base = yield from self._resolve(org_ref, member_ref)
         sub, got = yield from self._subject(org, base, now, token)
         record = self._token_record(got, sub, token, now)
         digest = token.digest
