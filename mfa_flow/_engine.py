@@ -88,6 +88,10 @@ class _Dir(NamedTuple):
     args: tuple[Any, ...]
 
 
+#: Builds a _Dir in C, for the two every call makes (a NamedTuple's ``__new__`` is a Python function).
+_new_dir: Callable[[tuple[str, tuple[Any, ...]]], _Dir] = partial(tuple.__new__, _Dir)
+
+
 _Request = _Read | _Dir
 
 
@@ -268,7 +272,7 @@ class FlowEngine:
             method_error = RequestError("bad_request", f"method: unknown primary authentication method {method!r}")
         else:
             method_error = None
-        loc = core.check_locale(locale)
+        loc = None if locale is None else core.check_locale(locale)
         ist = new_token()  # minted once per call, so a re-run and the hooks' verdict see the same binding
         return partial(self._decide_primary, now, organization_id, member_id, str(method), method_error,
                        session_token, loc, ist)
@@ -285,7 +289,7 @@ class FlowEngine:
                            set_mfa_enrollment: object, set_default_mfa: object) -> Plan:
         token = _one_token(ist, session_token, session_jwt, required=True)
         assert token is not None
-        minutes = self._session_minutes(session_duration_minutes)
+        minutes = None if session_duration_minutes is None else self._session_minutes(session_duration_minutes)
         if set_mfa_enrollment not in (None, "enroll", "unenroll"):
             raise RequestError("bad_request", "set_mfa_enrollment: must be 'enroll' or 'unenroll'")
         if set_default_mfa is not None and not isinstance(set_default_mfa, bool):
@@ -350,10 +354,10 @@ class FlowEngine:
             raise _not_text("organization_id")
         if not isinstance(member_ref, str):
             raise _not_text("member_id")
-        org = yield _Dir("get_organization", (org_ref,))
+        org = yield _new_dir(("get_organization", (org_ref,)))
         if org is None:
             raise NotFoundError("organization_not_found", "organization_id: no such organization")
-        member = yield _Dir("get_member", (org.organization_id, member_ref))
+        member = yield _new_dir(("get_member", (org.organization_id, member_ref)))
         if member is None:
             raise NotFoundError("member_not_found", "member_id: no such member in the organization")
         if require_active and member.status != "active":
@@ -362,9 +366,7 @@ class FlowEngine:
         return org, member
 
     @staticmethod
-    def _session_minutes(minutes: object) -> int | None:
-        if minutes is None:
-            return None
+    def _session_minutes(minutes: object) -> int:
         low, high = SESSION_MINUTES_RANGE
         if isinstance(minutes, bool) or not isinstance(minutes, int) or not low <= minutes <= high:
             raise RequestError("invalid_session_duration_minutes",

@@ -196,8 +196,11 @@ class keys:  # noqa: N801 - a namespace of key builders, read as keys.member(...
 
     @staticmethod
     def subject(org: str, member: str) -> tuple[str, str, str]:
-        """The member overlay, guard and code keys, escaped once (every call reads all three)."""
-        tail = f"{_part(org)}:{_part(member)}"
+        """The member overlay, guard and code keys, escaped once (every call reads all three, so _part's
+        test is inlined here)."""
+        org = quote(org, safe="") if (":" in org or "%" in org) else org
+        member = quote(member, safe="") if (":" in member or "%" in member) else member
+        tail = f"{org}:{member}"
         return f"member:{tail}", f"guard:{tail}", f"code:{tail}"
 
     @staticmethod
