@@ -60,8 +60,10 @@ def _parse_e164(text: str) -> tuple[phonenumbers.PhoneNumber, str] | None:
     if code == 0 or len(national) < _MIN_NSN:
         return None
     e164 = text
-    metadata = _metadata_for_code(code, _region_for_code(code))
-    if metadata is not None:
+    metadata, national_prefix = _country(code)
+    # _maybe_strip_national_prefix_carrier_code changes nothing unless its prefix pattern matches: asked
+    # only then, it does not compile that pattern again for every other number.
+    if metadata is not None and national_prefix is not None and national_prefix.match(national):
         _, stripped, changed = _strip_national_prefix(national, metadata)
         if changed and _test_number_length(stripped, metadata) not in _NATIONAL_PREFIX_KEPT:
             national = stripped
@@ -72,6 +74,19 @@ def _parse_e164(text: str) -> tuple[phonenumbers.PhoneNumber, str] | None:
     _set_leading_zeros(national, number)
     number.national_number = int(national)
     return number, e164
+
+
+_COUNTRIES: dict[int, tuple[PhoneMetadata | None, re.Pattern[str] | None]] = {}  # one per calling code
+
+
+def _country(code: int) -> tuple[PhoneMetadata | None, re.Pattern[str] | None]:
+    """The metadata ``parse`` uses for a calling code, and its national prefix pattern, compiled once."""
+    known = _COUNTRIES.get(code)
+    if known is None:
+        metadata = _metadata_for_code(code, _region_for_code(code))
+        prefix = None if metadata is None else metadata.national_prefix_for_parsing
+        known = _COUNTRIES[code] = (metadata, re.compile(prefix) if prefix else None)
+    return known
 
 
 # --- region and type ----------------------------------------------------------------------------------
