@@ -150,15 +150,39 @@ class _TypeMatcher:
 
 
 _MATCHERS: dict[int, _TypeMatcher] = {}  # id(metadata) -> its matcher: one per region, a few hundred at most
-_LEADING_DIGITS: dict[str, re.Pattern[str]] = {}
 
 
 def number_type_of(nsn: str, metadata: PhoneMetadata) -> int:
     """``_number_type_helper(nsn, metadata)``."""
+    return _matcher(metadata)(nsn)
+
+
+def _matcher(metadata: PhoneMetadata) -> _TypeMatcher:
     matcher = _MATCHERS.get(id(metadata))
     if matcher is None or matcher.metadata is not metadata:  # PhoneMetadata is unhashable: filed by id
         matcher = _MATCHERS[id(metadata)] = _TypeMatcher(metadata)
-    return matcher(nsn)
+    return matcher
+
+
+#: A calling code's regions as region_code_for_number walks them: (region, its type matcher or None
+#: without metadata, its leading-digits pattern or None), built once per calling code.
+_Region = tuple[str, _TypeMatcher | None, re.Pattern[str] | None]
+_REGION_LISTS: dict[int, list[_Region]] = {}
+
+
+def _regions(code: int, regions: tuple[str, ...]) -> list[_Region]:
+    found = _REGION_LISTS.get(code)
+    if found is None:
+        found = []
+        for region in regions:
+            # A shared code's regions are looked up as region_code_for_number does; a code of its own
+            # as number_type does (which also knows the non-geographic "001").
+            metadata = _metadata_for_region(region, None) if len(regions) > 1 else _metadata_for_code(code, region)
+            leading = None if metadata is None or metadata.leading_digits is None else re.compile(
+                metadata.leading_digits)
+            found.append((region, None if metadata is None else _matcher(metadata), leading))
+        _REGION_LISTS[code] = found
+    return found
 
 
 def region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str | None, int]:
@@ -173,22 +197,18 @@ def region_and_type(number: phonenumbers.PhoneNumber) -> tuple[str | None, int]:
     if code is None or regions is None:
         return None, _UNKNOWN
     nsn = phonenumbers.national_significant_number(number)
-    if len(regions) > 1:
-        for region in regions:
-            metadata = _metadata_for_region(region, None)
-            if metadata is None:
-                continue
-            if metadata.leading_digits is not None:
-                pattern = _LEADING_DIGITS.get(metadata.leading_digits)
-                if pattern is None:
-                    pattern = _LEADING_DIGITS[metadata.leading_digits] = re.compile(metadata.leading_digits)
-                if pattern.match(nsn):
-                    return region, number_type_of(nsn, metadata)
-            else:
-                kind = number_type_of(nsn, metadata)
-                if kind != _UNKNOWN:
-                    return region, kind
-        return None, _UNKNOWN
-    region = regions[0]
-    metadata = _metadata_for_code(code, region)
-    return region, (_UNKNOWN if metadata is None else number_type_of(nsn, metadata))
+    listed = _regions(code, regions)
+    if len(listed) == 1:
+        region, matcher, _ = listed[0]
+        return region, (_UNKNOWN if matcher is None else matcher(nsn))
+    for region, matcher, leading in listed:
+        if matcher is None:
+            continue
+        if leading is not None:
+            if leading.match(nsn):
+                return region, matcher(nsn)
+        else:
+            kind = matcher(nsn)
+            if kind != _UNKNOWN:
+                return region, kind
+    return None, _UNKNOWN
