@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Self
 
 from mfa_flow.stores._base import TTL_GRACE, Entry, Write
@@ -14,6 +15,8 @@ __all__ = ["MemoryStore"]
 #: Expiring records are filed by the minute their grace ends; a commit drops the minutes that have passed,
 #: so memory is reclaimed in small steps and no call ever pays for a scan of the whole store.
 _BUCKET_SECONDS = 60
+#: Builds an Entry in C from (version, value): a NamedTuple's own ``__new__`` is a Python function.
+_new_entry: Callable[[tuple[int, object]], Entry] = partial(tuple.__new__, Entry)
 
 
 class _MemoryTransaction:
@@ -34,14 +37,15 @@ class _MemoryTransaction:
 
     def read(self, keys: Iterable[str]) -> dict[str, Entry]:
         data = self._store._data
+        read = self._read
         out: dict[str, Entry] = {}
         for key in keys:
             item = data.get(key)
             if item is None:
-                self._read[key] = 0
+                read[key] = 0
             else:
-                self._read[key] = item[0]
-                out[key] = Entry(item[0], item[1])
+                read[key] = item[0]
+                out[key] = _new_entry(item[:2])
         return out
 
     def commit(self, writes: Mapping[str, Write], now: float) -> bool:
