@@ -1,6 +1,10 @@
 """What the public calls return (spec §3): frozen, Stytch's field names, ``to_dict()`` in Stytch's JSON shape.
 
 Tokens appear only in their own fields and are masked in every ``repr``; no result ever holds a code.
+
+Results are frozen attrs classes *without* slots: a frozen slotted class sets each field through
+``object.__setattr__``, a frozen dict class writes its ``__dict__`` directly, and every login builds about
+forty result fields. They are built once per call and handed over, so the extra dict is never held.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ def _token() -> Any:
     return attrs.field(default="", repr=mask_token)
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=False)
 class AuthenticationFactor:
     type: str
     delivery_method: str
@@ -51,7 +55,7 @@ class AuthenticationFactor:
         return out
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=False)
 class MemberSession:
     member_session_id: str
     member_id: str
@@ -79,7 +83,7 @@ class MemberSession:
         }
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=False)
 class MemberOptions:
     mfa_phone_number: str  # masked, e.g. "XXXXXXX0123"
     totp_registration_id: str
@@ -88,7 +92,7 @@ class MemberOptions:
         return {"mfa_phone_number": self.mfa_phone_number, "totp_registration_id": self.totp_registration_id}
 
 
-@attrs.frozen(slots=True)
+@attrs.frozen(slots=False)
 class MfaRequired:
     member_options: MemberOptions
     secondary_auth_initiated: Literal["sms_otp"] | None
@@ -110,7 +114,7 @@ def _envelope(status_code: int, request_id: str, member: Member, organization: O
     }
 
 
-@attrs.frozen(slots=True, kw_only=True)
+@attrs.frozen(slots=False, kw_only=True)
 class PrimaryAuthResult:
     member_id: str
     organization_id: str
@@ -139,7 +143,7 @@ class PrimaryAuthResult:
         return out
 
 
-@attrs.frozen(slots=True, kw_only=True)
+@attrs.frozen(slots=False, kw_only=True)
 class SendResult:
     member_id: str
     member: Member
@@ -151,7 +155,7 @@ class SendResult:
         return _envelope(self.status_code, self.request_id, self.member, self.organization)
 
 
-@attrs.frozen(slots=True, kw_only=True)
+@attrs.frozen(slots=False, kw_only=True)
 class AuthenticateResult:
     member_id: str
     member: Member
@@ -172,7 +176,7 @@ class AuthenticateResult:
         return out
 
 
-@attrs.frozen(slots=True, kw_only=True)
+@attrs.frozen(slots=False, kw_only=True)
 class SessionCheck:
     member_session: MemberSession
     step_up_required: bool
