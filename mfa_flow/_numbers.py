@@ -20,7 +20,7 @@ import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberType
 from phonenumbers import phonenumberutil as _util
 
-__all__ = ["parse_number", "region_and_type"]
+__all__ = ["number_type_of", "parse_number", "region_and_type"]
 
 _UNKNOWN = PhoneNumberType.UNKNOWN
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
