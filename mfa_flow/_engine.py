@@ -137,7 +137,8 @@ class _Outcome:
 
 #: A decision: a generator that yields store reads and directory calls and returns its outcome.
 Step = Generator[_Request, Any, _Outcome]
-#: A call planned and checked for argument shape: given the hooks' verdict, the decision to run.
+#: A call planned and checked for argument shape: a decision with every argument bound but the hooks' verdict
+#: (a ``partial``: a closure would allocate a cell per argument on every call).
 Plan = Callable[[object], Step]
 
 
@@ -302,7 +303,7 @@ class FlowEngine:
         assert token is not None
         if token.kind == "jwt":
             raise TokenError("unable_to_parse_session_jwt", "session_jwt: no JWTs are issued in local mode")
-        return partial(self._decide_session_check, now=now, token=token)
+        return partial(self._decide_session_check, now, token)
 
     def _plan_record_factor(self, now: float, organization_id: object, member_id: object, factor_type: object,
                             ist: object, session_token: object) -> Plan:
@@ -313,28 +314,25 @@ class FlowEngine:
         return partial(self._decide_record_factor, now, organization_id, member_id, token, factor_type)
 
     def _plan_delete_phone(self, now: float, organization_id: object, member_id: object) -> Plan:
-        def decide(_verdict: object) -> Step:
-            org, base = yield from self._resolve(organization_id, member_id, require_active=False)
-            return (yield from self._decide_delete_phone(now, org, base))
-
-        return decide
+        return partial(self._decide_delete_phone, now, organization_id, member_id)
 
     def _plan_get_member(self, now: float, organization_id: object, member_id: object) -> Plan:
-        def decide(_verdict: object) -> Step:
-            org, base = yield from self._resolve(organization_id, member_id, require_active=False)
-            sub, _ = yield from self._subject(org, base, now)
-            return _Outcome(finish=lambda _: sub.member)
-
-        return decide
+        return partial(self._decide_get_member, now, organization_id, member_id)
 
     def _plan_get_organization(self, _now: float, organization_id: object) -> Plan:
-        def decide(_verdict: object) -> Step:
-            org = yield _Dir("get_organization", (_text(organization_id, "organization_id"),))
-            if org is None:
-                raise NotFoundError("organization_not_found", "organization_id: no such organization")
-            return _Outcome(finish=lambda _: org)
+        return partial(self._decide_get_organization, organization_id)
 
-        return decide
+    def _decide_get_member(self, now: float, org_ref: object, member_ref: object, _verdict: object) -> Step:
+        org, base = yield from self._resolve(org_ref, member_ref, require_active=False)
+        sub, _ = yield from self._subject(org, base, now)
+        member = sub.member
+        return _Outcome(finish=lambda _: member)
+
+    def _decide_get_organization(self, org_ref: object, _verdict: object) -> Step:
+        org = yield _Dir("get_organization", (_text(org_ref, "organization_id"),))
+        if org is None:
+            raise NotFoundError("organization_not_found", "organization_id: no such organization")
+        return _Outcome(finish=lambda _: org)
 
     # --- what both orchestrators do around the decisions ---------------------------------------------
 
@@ -783,7 +781,7 @@ class FlowEngine:
 
     # --- sessions ------------------------------------------------------------------------------------
 
-    def _decide_session_check(self, verdict: object, now: float, token: _Token) -> Step:
+    def _decide_session_check(self, now: float, token: _Token, verdict: object) -> Step:
         digest, k_session = token.digest, token.key
         got = yield _Read([k_session])
         record = core.check_session(_value(got, k_session, SessionState, None), None, None, now, None, self.policy)
@@ -843,7 +841,8 @@ class FlowEngine:
                                                   member_session=core.member_session(session, org))
         return out
 
-    def _decide_delete_phone(self, now: float, org: Organization, base: Member) -> Step:
+    def _decide_delete_phone(self, now: float, org_ref: object, member_ref: object, _verdict: object) -> Step:
+        org, base = yield from self._resolve(org_ref, member_ref, require_active=False)
         sub, _ = yield from self._subject(org, base, now)
         out = _Outcome()
         oid, mid = org.organization_id, base.member_id
