@@ -16,7 +16,8 @@ import pytest
 
 import mfa_flow
 from mfa_flow import ConfigurationError, Member, MfaError, MfaFlow, Organization, Policy
-from mfa_flow.machine import MACHINES, TABLES
+from mfa_flow.machine import CODE, GUARD, MACHINES, TABLES, fire
+from mfa_flow.state import CodePhase, CodeState, GuardPhase, GuardState
 from mfa_flow.testing import FakeClock, FakeTransport
 
 ORG = "organization-test-1"
@@ -346,3 +347,23 @@ def test_diagram_unknown_format_is_a_configuration_error(fmt: str) -> None:
         mfa_flow.diagram(format=fmt)
     assert ei.value.error_type == "invalid_argument"
     assert "format" in str(ei.value)
+
+
+def test_transitions_trigger_api_runs_the_same_lean_transitions_as_fire() -> None:
+    """``machine.events[name].trigger(record, **kwargs)`` — transitions' own API, as the docs show it — and
+    the flow's ``fire`` take the same transitions: conditions decide, callbacks change only the record."""
+    def by_fire(record: CodeState, **kwargs: Any) -> bool:
+        return fire(CODE, "verify", record, **kwargs)
+
+    for trigger in (CODE.events["verify"].trigger, by_fire):
+        code = CodeState(state=CodePhase.SENT, code_id="c1", attempts=2)
+        assert trigger(code, matched=False) is False
+        assert (code.state, code.attempts) == (CodePhase.SENT, 2)
+        assert trigger(code, matched=True) is True
+        assert code.state is CodePhase.VERIFIED
+        assert trigger(code, matched=True) is False  # no transition from VERIFIED: nothing changes
+        assert code.state is CodePhase.VERIFIED
+    guard = GuardState(failures=4)
+    assert GUARD.events["fail"].trigger(guard, now=100.0, threshold=5, lock_for=60.0) is True
+    assert (guard.state, guard.failures, guard.locked_until) == (GuardPhase.LOCKED, 5, 160.0)
+    assert fire(GUARD, "no_such_trigger", guard) is False
