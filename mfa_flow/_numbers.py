@@ -3,13 +3,16 @@
 Every call that sends parses one number and judges its region and type (spec §5 step 8); with phonenumbers'
 public functions that is most of a login's cost. The answers here are phonenumbers' own, from its metadata
 and its helpers, checked equal to ``phonenumbers.parse``, ``region_code_for_number`` and ``number_type`` over
-every example number of every region and type and over random digits (tests/test_properties.py):
+every example number of every region and type and over random digits (tests/test_numbers.py):
 
 - :func:`parse_number` skips ``parse``'s cleaning of arbitrary input for text already in E.164 (every stored
   number), and keeps that text as the E.164 when nothing was stripped;
 - :func:`region_and_type` keeps the type it matched while finding the region (``number_type`` finds the
   region again and matches the type once more), and matches each number description with a pattern
   compiled once per region instead of a compile-cache lookup and four Python calls per description.
+
+What is looked up per calling code or region (metadata, compiled patterns) is kept in small dicts filled on
+first use: a few hundred entries at most, the metadata phonenumbers itself keeps for the process.
 """
 
 from __future__ import annotations
