@@ -6,7 +6,8 @@ and its helpers, checked equal to ``phonenumbers.parse``, ``region_code_for_numb
 every example number of every region and type and over random digits (tests/test_numbers.py):
 
 - :func:`parse_number` skips ``parse``'s cleaning of arbitrary input for text already in E.164 (every stored
-  number), and keeps that text as the E.164 when nothing was stripped;
+  number), and keeps that text as the E.164 when nothing was stripped; :func:`is_own_e164` tells, without a
+  parse, whether E.164-shaped text is its own E.164;
 - :func:`region_and_type` keeps the type it matched while finding the region (``number_type`` finds the
   region again and matches the type once more), and matches each number description with a pattern
   compiled once per region instead of a compile-cache lookup and four Python calls per description.
@@ -23,7 +24,7 @@ import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberType
 from phonenumbers import phonenumberutil as _util
 
-__all__ = ["number_type_of", "parse_number", "region_and_type"]
+__all__ = ["is_own_e164", "number_type_of", "parse_number", "region_and_type"]
 
 _UNKNOWN = PhoneNumberType.UNKNOWN
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -39,7 +40,7 @@ _REGIONS_BY_CODE = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
 _metadata_for_region = PhoneMetadata.metadata_for_region
 _metadata_for_code = PhoneMetadata.metadata_for_region_or_calling_code
 _region_for_code = phonenumbers.region_code_for_country_code
-_extract_country_code = _util._extract_country_code  # noqa: SLF001
+_CALLING_CODES = {str(code): code for code in _REGIONS_BY_CODE}  # calling codes are prefix-free (ITU E.164)
 _strip_national_prefix = _util._maybe_strip_national_prefix_carrier_code  # noqa: SLF001
 _test_number_length = _util._test_number_length  # noqa: SLF001
 _set_leading_zeros = _util._set_italian_leading_zeros_for_phone_number  # noqa: SLF001
@@ -56,10 +57,35 @@ def parse_number(text: str) -> tuple[phonenumbers.PhoneNumber, str]:
     return number, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def _calling_code(digits: str) -> tuple[int, str]:
+    """``_extract_country_code(digits)``: the calling code the digits start with (0 when none) and the rest,
+    by dict lookups of the first one, two and three digits instead of ``int()`` on each."""
+    if digits[:1] not in ("", "0"):
+        for size in (1, 2, 3):
+            code = _CALLING_CODES.get(digits[:size])
+            if code is not None:
+                return code, digits[size:]
+    return 0, digits
+
+
+def is_own_e164(text: str) -> bool:
+    """Whether text in E.164 shape is the E.164 phonenumbers gives it, or text it refuses.
+
+    ``parse`` changes such text only by stripping a national (trunk) prefix written after the calling code
+    (``+44 (0)20…`` kept as ``+44020…``), so text whose national part does not begin with that prefix is
+    its own E.164; the rest needs a parse to tell.
+    """
+    code, national = _calling_code(text[1:])
+    if code == 0:
+        return True
+    metadata, national_prefix = _country(code)
+    return metadata is None or national_prefix is None or national_prefix.match(national) is None
+
+
 def _parse_e164(text: str) -> tuple[phonenumbers.PhoneNumber, str] | None:
     """What ``parse`` does after its input cleaning, in its order, for text that E.164 already cleaned;
     None (an unknown calling code, a number too short) hands the text to ``parse`` for its exact refusal."""
-    code, national = _extract_country_code(text[1:])
+    code, national = _calling_code(text[1:])
     if code == 0 or len(national) < _MIN_NSN:
         return None
     e164 = text

@@ -15,7 +15,7 @@ from collections.abc import Collection
 import attrs
 import phonenumbers
 
-from mfa_flow._numbers import parse_number, region_and_type
+from mfa_flow._numbers import is_own_e164, parse_number, region_and_type
 from mfa_flow.errors import InvalidPhoneNumber
 
 __all__ = [
@@ -125,8 +125,10 @@ def _canonical_slow(raw: str) -> str:
 
 def canonical_phone(raw: str) -> str:
     """A stored number (as a directory wrote it) in normalised E.164, the only form compared (§6.1);
-    text that does not parse is kept as it is, to be refused if it is ever used as a destination."""
-    if not raw or _E164.fullmatch(raw):
+    text that does not parse is kept as it is, to be refused if it is ever used as a destination.
+    E.164-shaped text is its own E.164 unless a trunk prefix follows the calling code (``+44020…`` is
+    ``+4420…``): without this, such a stored number would escape the duplicate and mismatch checks."""
+    if not raw or (_E164.fullmatch(raw) and is_own_e164(raw)):
         return raw
     return _canonical_slow(raw)
 

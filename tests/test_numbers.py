@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from phonenumbers import phonenumberutil
 
 from mfa_flow import MfaError
-from mfa_flow._numbers import number_type_of, parse_number, region_and_type
-from mfa_flow.phone import parse_phone
+from mfa_flow._numbers import _calling_code, is_own_e164, number_type_of, parse_number, region_and_type
+from mfa_flow.phone import canonical_phone, parse_phone
 from tests.test_properties import example_numbers
 
 E164_TEXT = re.compile(r"\+[1-9][0-9]{1,14}")
@@ -109,3 +109,26 @@ def test_number_type_is_phonenumbers_type_helper_against_every_region() -> None:
             assert number_type_of(nsn, meta) == expected, (meta.id, nsn)
             kinds.add(expected)
     assert len(kinds) >= 8, "the sample must reach most number types"
+
+
+@given(digits=st.text("0123456789", max_size=17))
+def test_calling_code_is_phonenumbers_extract_country_code(digits: str) -> None:
+    assert _calling_code(digits) == phonenumberutil._extract_country_code(digits)
+
+
+def test_is_own_e164_and_canonical_phone_agree_with_parse_for_every_example_number_and_variant() -> None:
+    """E.164-shaped text is its own E.164 exactly when parsing does not change it (or refuses it); a trunk
+    prefix after the calling code is where they differ, and canonical_phone then gives the parsed E.164."""
+    differ = 0
+    for e164 in example_numbers():
+        for text in variants(e164):
+            if not E164_TEXT.fullmatch(text):
+                continue
+            parsed = parsed_or_none(text)
+            expected = text if parsed is None else phonenumbers.format_number(
+                parsed, phonenumbers.PhoneNumberFormat.E164)
+            if expected != text:
+                differ += 1
+                assert not is_own_e164(text), text
+            assert canonical_phone(text) == expected, text
+    assert differ > 50, "the variants must include trunk prefixes that parsing strips"

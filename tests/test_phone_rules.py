@@ -130,6 +130,25 @@ def test_phone_normalisation_links_canonical_e164() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+TRUNK_OWNER = "member-test-trunk"
+TRUNK_STORED = "+4402079460123"  # "+44 (0)20 7946 0123" without its spaces: Ofcom's drama range (fiction)
+TRUNK_E164 = "+442079460123"
+
+
+def test_phone_trunk_prefix_after_the_calling_code_is_the_same_number() -> None:
+    """A directory number kept as "+44 (0)20…" without its spaces is +4420…: another member cannot link it
+    in the proper form (the duplicate check sees the same number), and its owner's own number in the proper
+    form is no mismatch, delivered to and shown as the one E.164."""
+    env = make_env(Policy(allowed_regions={"US", "CA", "GB"}))
+    env.flow.directory.put_member(Member(TRUNK_OWNER, ORG, mfa_phone_number=TRUNK_STORED))
+    mark = env.mark()
+    expect_send_refused(env, M_FRESH, "duplicate_member_phone_number", mfa_phone_number="+44 20 7946 0123")
+    assert env.sent_since(mark) == []
+    assert env.flow.get_member(ORG, M_FRESH).mfa_phone_number == ""
+    assert env.flow.get_member(ORG, TRUNK_OWNER).mfa_phone_number == TRUNK_E164
+    assert link(env, TRUNK_OWNER, TRUNK_E164) == TRUNK_E164
+
+
 @pytest.mark.parametrize(
     "phone", ["14155550130", "4155550130", "001 415 555 0130", "tel:14155550130", "1-415-555-0130",
               "(415) 555-0130", "\uff11\uff14\uff11\uff15\uff15\uff15\uff15\uff10\uff11\uff13\uff10"]
