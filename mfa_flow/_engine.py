@@ -269,14 +269,14 @@ class FlowEngine:
 
     def _plan_primary(self, now: float, organization_id: object, member_id: object, method: object,
                       session_token: object, locale: object) -> Plan:
-        if not isinstance(method, str) or method not in core.PRIMARY_FACTORS:
-            method_error = RequestError("bad_request", f"method: unknown primary authentication method {method!r}")
-        else:
-            method_error = None
+        name = method if isinstance(method, str) else ""
+        method_error = None if name in core.PRIMARY_FACTORS else RequestError(
+            "bad_request", "method: unknown primary authentication method "
+            + (repr(name) if isinstance(method, str) else f"(of type {type(method).__name__}, not a string)"))
         loc = None if locale is None else core.check_locale(locale)
         ist = new_token()  # minted once per call, so a re-run and the hooks' verdict see the same binding
-        return partial(self._decide_primary, now, organization_id, member_id, str(method), method_error,
-                       session_token, loc, ist)
+        return partial(self._decide_primary, now, organization_id, member_id, name, method_error, session_token,
+                       loc, ist)
 
     def _plan_send(self, now: float, organization_id: object, member_id: object, mfa_phone_number: object,
                    locale: object, ist: object, session_token: object, session_jwt: object) -> Plan:

@@ -220,6 +220,28 @@ def test_unknown_primary_method_is_bad_request(
     assert "session.created" not in names(events)
 
 
+class Hostile:
+    """A method argument whose str() and repr() raise: it must still come back as bad_request."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+
+@pytest.mark.parametrize("method", [None, 7, ["email_magic_link"], b"email_magic_link", Hostile()],
+                         ids=["none", "int", "list", "bytes", "hostile"])
+def test_non_string_primary_method_is_bad_request_naming_its_type(
+    member_flow: FlowFactory, transport: FakeTransport, method: object
+) -> None:
+    mfa = member_flow()
+    e = err(mfa.authenticate_primary, ORG, MEMBER, method)
+    assert (e.error_type, e.status_code) == ("bad_request", 400)
+    assert f"of type {type(method).__name__}, not a string" in e.error_message
+    assert transport.sent == []
+
+
 @pytest.mark.parametrize(
     "policy", [{"send_limit_per_member": (1, 600)}, {"send_limit_per_phone": (1, 600)}, {"resend_cooldown": 30}]
 )
