@@ -291,7 +291,8 @@ class FlowEngine:
         token = _one_token(ist, session_token, session_jwt, required=True)
         assert token is not None
         minutes = None if session_duration_minutes is None else self._session_minutes(session_duration_minutes)
-        if set_mfa_enrollment not in (None, "enroll", "unenroll"):
+        if set_mfa_enrollment is not None and (not isinstance(set_mfa_enrollment, str)
+                                               or set_mfa_enrollment not in ("enroll", "unenroll")):
             raise RequestError("bad_request", "set_mfa_enrollment: must be 'enroll' or 'unenroll'")
         if set_default_mfa is not None and not isinstance(set_default_mfa, bool):
             raise RequestError("bad_request", "set_default_mfa: must be True or False")

@@ -644,6 +644,28 @@ def test_set_mfa_enrollment_outside_required_for_all(
     assert mfa.get_member(ORG, MEMBER).mfa_enrolled is expected
 
 
+class EqualsRaises:
+    """An argument whose == raises, as a hostile caller's object might."""
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("eq")
+
+    __hash__ = object.__hash__
+
+
+@pytest.mark.parametrize("setting", ["ENROLL", "", 1, True, EqualsRaises()],
+                         ids=["upper", "empty", "int", "bool", "hostile-eq"])
+def test_set_mfa_enrollment_other_values_are_bad_request_and_consume_nothing(
+    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, setting: object,
+) -> None:
+    mfa = flow()
+    setup_member(mfa)
+    ist, code = login(mfa, transport)
+    e = err(auth, mfa, code, ist, set_mfa_enrollment=setting)
+    assert (e.error_type, e.status_code) == ("bad_request", 400)
+    assert auth(mfa, code, ist).session_token  # the code and the IST are still good
+
+
 @pytest.mark.parametrize(("set_default", "expected"), [(True, "sms_otp"), (None, ""), (False, "")])
 def test_set_default_mfa(
     flow: FlowFactory, setup_member: Setup, transport: FakeTransport, set_default: bool | None, expected: str
