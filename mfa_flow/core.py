@@ -239,7 +239,9 @@ def counted(window: SendWindow, now: float, keep: float) -> SendWindow:
 def check_locale(locale: object) -> str | None:
     if locale is None:
         return None
-    canonical = LOCALES.get(locale.lower()) if isinstance(locale, str) else None
+    if not isinstance(locale, str):  # named by its type: a caller's object is never repr()-ed
+        raise RequestError("invalid_locale", f"locale: must be a string, not {type(locale).__name__}")
+    canonical = LOCALES.get(locale.lower())
     if canonical is None:
         raise RequestError("invalid_locale", f"locale: {locale!r} is not a supported locale")
     return canonical

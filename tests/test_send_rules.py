@@ -762,6 +762,17 @@ def test_invalid_locale_refused(locale: object) -> None:
     assert err.status_code == 400
 
 
+class ReprRaises:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr")
+
+
+def test_invalid_locale_of_another_type_is_named_by_its_type_never_repr() -> None:
+    env = make_env()
+    err = expect_send_refused(env, M_UNVERIFIED, "invalid_locale", locale=ReprRaises())
+    assert "must be a string, not ReprRaises" in err.error_message
+
+
 @pytest.mark.parametrize("locale", ["en", "es", "fr", "pt-br"])
 def test_valid_locale_reaches_the_transport(locale: str) -> None:
     env = make_env()
