@@ -242,6 +242,9 @@ class FlowEngine:
             transport = ConsoleGateway()
         self.transport = transport
         if isinstance(transport, CodeProvider):
+            for step in ("prepare", "verify"):  # called inside the decision, which never awaits
+                if inspect.iscoroutinefunction(getattr(transport, step)):
+                    raise ConfigurationError(f"transport: a code provider's {step} must be synchronous")
             self._provider: CodeProvider = transport
         elif callable(getattr(transport, "deliver", None)):
             self._provider = LocalCodeProvider(transport, keyring)
@@ -694,7 +697,8 @@ class FlowEngine:
         matched = (                                                               # 6
             is_code_shaped(code_input)
             and code.bound_to in ("", digest)
-            and self._provider.verify(code.code_id, code_input, code.digest)  # type: ignore[arg-type]
+            # `is True`: only a real yes matches; a truthy non-bool from a provider fails closed
+            and self._provider.verify(code.code_id, code_input, code.digest) is True  # type: ignore[arg-type]
         )
         out = _Outcome()
         code = clone(code)

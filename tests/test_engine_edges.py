@@ -7,9 +7,11 @@ import pickle
 
 import pytest
 
-from mfa_flow import Member, MfaError, MfaFlow, Organization
+from mfa_flow import AsyncMfaFlow, Member, MfaError, MfaFlow, Organization
+from mfa_flow.crypto import Keyring
 from mfa_flow.errors import CodeRejected, ConfigurationError, error_for
 from mfa_flow.testing import FakeClock, FakeTransport
+from mfa_flow.transports import LocalCodeProvider
 
 ORG, MEMBER, PHONE = "organization-test-1", "member-test-1", "+14155550123"
 
@@ -126,3 +128,41 @@ def test_calls_leave_no_reference_cycles_for_the_garbage_collector() -> None:
     assert step_up == "sms_otp"
     assert [m.to for m in transport.sent] == [PHONE, "+14155550124", PHONE]
     assert unreachable == 0, f"{unreachable} objects were left in reference cycles"
+
+
+class AsyncVerifyProvider(LocalCodeProvider):
+    """A code provider whose verify is a coroutine function: its coroutine object is truthy."""
+
+    async def verify(self, code_id: str, code: str, digest: bytes) -> bool:  # type: ignore[override]
+        return False
+
+
+class TruthyVerifyProvider(LocalCodeProvider):
+    """A code provider that answers verify with a truthy non-bool for any code."""
+
+    def verify(self, code_id: str, code: str, digest: bytes) -> bool:
+        return "yes"  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("orchestrator", [MfaFlow, AsyncMfaFlow])
+def test_code_provider_with_asynchronous_verify_or_prepare_is_refused_at_construction(
+    orchestrator: type[MfaFlow | AsyncMfaFlow],
+) -> None:
+    """Codes are prepared and verified inside the decision, which never awaits: an async verify would be a
+    truthy coroutine, so any six digits would log in. Refused before the first call."""
+    with pytest.raises(ConfigurationError, match="verify must be synchronous"):
+        orchestrator(transport=AsyncVerifyProvider(FakeTransport(), Keyring(None)))
+
+
+def test_code_provider_answering_a_truthy_non_bool_does_not_authenticate() -> None:
+    """Only ``True`` is a match: the attacker's wrong code with a provider that answers "yes" is refused and
+    counted, and no session is issued."""
+    transport = FakeTransport()
+    flow = MfaFlow(clock=FakeClock(), transport=TruthyVerifyProvider(transport, Keyring(None)))
+    flow.directory.put_organization(Organization(ORG, mfa_policy="REQUIRED_FOR_ALL"))
+    flow.directory.put_member(Member(MEMBER, ORG, mfa_phone_number=PHONE, mfa_phone_number_verified=True))
+    ist = flow.authenticate_primary(ORG, MEMBER, "sso").intermediate_session_token
+    guess = f"{(int(transport.last_code()) + 1) % 1_000_000:06d}"
+    with pytest.raises(MfaError) as caught:
+        flow.authenticate_sms_otp(ORG, MEMBER, guess, intermediate_session_token=ist)
+    assert caught.value.error_type == "otp_code_not_found"
