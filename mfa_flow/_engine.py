@@ -33,7 +33,7 @@ from mfa_flow.errors import (
     TokenError,
 )
 from mfa_flow.events import Event, EventSink, SendContext, emit
-from mfa_flow.phone import Phone, canonical_phone, check_destination, mask_phone, parse_phone
+from mfa_flow.phone import Phone, check_destination, mask_phone, parse_phone
 from mfa_flow.policy import SESSION_MINUTES_RANGE, Policy
 from mfa_flow.records import Member, Organization
 from mfa_flow.results import AuthenticateResult, PrimaryAuthResult, SendResult, SessionCheck
@@ -505,8 +505,8 @@ class FlowEngine:
         link_key = None
         if linked:
             if given is None:
-                dest = parse_phone(linked, "member.mfa_phone_number")
-            elif _same_phone(linked, given.e164):
+                dest: Phone | str = linked  # parsed with the other destination checks (step 8)
+            elif linked == given.e164:  # the merged view holds the linked number in E.164
                 dest = given
             else:
                 raise PolicyRefusal("duplicate_member_phone_number_for_member",
@@ -540,12 +540,17 @@ class FlowEngine:
         out.finish = lambda _: SendResult(member_id=base.member_id, member=after, organization=org)
         return out
 
-    def _admit(self, verdict: object, out: _Outcome, sub: _Subject, now: float, dest: Phone, *,
+    def _admit(self, verdict: object, out: _Outcome, sub: _Subject, now: float, dest: Phone | str, *,
                linking: bool, link_key: str | None, bound_to: str, purpose: str, locale: str | None,
                automatic: bool) -> Generator[_Request, Any, _Delivery]:
-        """Steps 8–10 and admission: destination, hooks, limits, then the writes of an admitted send."""
+        """Steps 8–10 and admission: destination, hooks, limits, then the writes of an admitted send.
+
+        ``dest`` is a number the caller gave (parsed with the arguments) or the member's linked number,
+        parsed here: a stored number that does not parse is a step-8 refusal, after the token rules."""
         policy = self.policy
         oid, mid = sub.org.organization_id, sub.base.member_id
+        if isinstance(dest, str):
+            dest = parse_phone(dest, "member.mfa_phone_number")
         region = check_destination(dest, allowed_regions=policy.allowed_regions,     # 8
                                    unsupported_regions=policy.unsupported_regions,
                                    blocked_number_types=policy.blocked_type_values,
@@ -599,9 +604,9 @@ class FlowEngine:
         """A send nobody asked for (after primary auth, for a step-up): a refusal is reported, not raised."""
         member = sub.member
         try:
-            dest = parse_phone(member.mfa_phone_number, "member.mfa_phone_number")
-            out.delivery = yield from self._admit(verdict, out, sub, now, dest, linking=False, link_key=None,
-                                                  bound_to=bound_to, purpose=purpose, locale=locale, automatic=True)
+            out.delivery = yield from self._admit(verdict, out, sub, now, member.mfa_phone_number, linking=False,
+                                                  link_key=None, bound_to=bound_to, purpose=purpose, locale=locale,
+                                                  automatic=True)
         except MfaError as refusal:
             self._note(out, "otp.refused", now, sub.org.organization_id, sub.base.member_id,
                        member.mfa_phone_number, refusal.error_type, purpose=purpose, automatic=True)
@@ -733,7 +738,7 @@ class FlowEngine:
             changes.update(phone=phone, pending_phone="", phone_verified=True)
             out.writes[link_key] = Write(PhoneLink(mid))
             self._note(out, "phone.linked", now, oid, mid, phone, verified=True)
-        elif not member.mfa_phone_number_verified and _same_phone(member.mfa_phone_number, phone):
+        elif not member.mfa_phone_number_verified and member.mfa_phone_number == phone:
             changes.update(phone=phone, phone_verified=True)
         out.writes[sub.k_code] = _DELETE
         enrolled = True if org.mfa_policy == "REQUIRED_FOR_ALL" else (
@@ -908,11 +913,6 @@ def _value(got: dict[str, Entry], key: str, kind: type[Any], default: Any = None
     if not isinstance(entry.value, kind):
         raise StoreFailure("internal_server_error", f"store: record under {key.split(':', 1)[0]} has the wrong type")
     return entry.value
-
-
-def _same_phone(raw: str, e164: str) -> bool:
-    """Whether a stored number (E.164, or as the directory wrote it) is ``e164``."""
-    return bool(raw) and canonical_phone(raw) == e164
 
 
 def rerun_delay(attempt: int) -> float:

@@ -166,3 +166,22 @@ def test_code_provider_answering_a_truthy_non_bool_does_not_authenticate() -> No
     with pytest.raises(MfaError) as caught:
         flow.authenticate_sms_otp(ORG, MEMBER, guess, intermediate_session_token=ist)
     assert caught.value.error_type == "otp_code_not_found"
+
+
+def test_order_send_token_rules_step7_before_a_stored_number_that_does_not_parse_step8() -> None:
+    """§5: the linked number is judged as a destination at step 8. A directory number that does not parse,
+    marked verified (so the member has an active factor), still meets step 7 first: no token → the token
+    rule's refusal; with the member's IST → invalid_phone_number, naming the stored number's field."""
+    transport = FakeTransport()
+    flow = MfaFlow(clock=FakeClock(), transport=transport)
+    flow.directory.put_organization(Organization(ORG))
+    flow.directory.put_member(Member(MEMBER, ORG, mfa_phone_number="12345", mfa_phone_number_verified=True))
+    with pytest.raises(MfaError) as no_token:
+        flow.send_sms_otp(ORG, MEMBER)
+    assert no_token.value.error_type == "no_associated_session_passed_in"
+    ist = flow.authenticate_primary(ORG, MEMBER, "discovery").intermediate_session_token
+    with pytest.raises(MfaError) as bad_number:
+        flow.send_sms_otp(ORG, MEMBER, intermediate_session_token=ist)
+    assert bad_number.value.error_type == "invalid_phone_number"
+    assert "member.mfa_phone_number" in bad_number.value.error_message
+    assert transport.sent == []
