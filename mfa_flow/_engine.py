@@ -122,6 +122,7 @@ class _Delivery:
     automatic: bool
     undo_overlay: MemberState | None  # the overlay to restore if the link made by this send is rolled back
     link_key: str | None
+    member: Member  # the merged view as this send leaves it (with the link it made)
 
 
 @attrs.define(slots=True)
@@ -533,10 +534,10 @@ class FlowEngine:
                                     "linking a phone needs a token carrying the member's existing MFA factor")
         purpose = "link" if linking else ("step_up" if kind == "session" else "login")
         out = _Outcome()
-        out.delivery = yield from self._admit(verdict, out, sub, now, dest, linking=linking, link_key=link_key,
-                                   bound_to=digest, purpose=purpose, locale=locale, automatic=False)
-
-        after = self._after(sub, out)
+        out.delivery = delivery = yield from self._admit(verdict, out, sub, now, dest, linking=linking,
+                                                         link_key=link_key, bound_to=digest, purpose=purpose,
+                                                         locale=locale, automatic=False)
+        after = delivery.member
         out.finish = lambda _: SendResult(member_id=base.member_id, member=after, organization=org)
         return out
 
@@ -584,6 +585,7 @@ class FlowEngine:
                      purpose=purpose, phone=dest.e164, sent_at=now, expires_at=now + policy.otp_ttl)
         out.writes[sub.k_code] = Write(code, code.expires_at)
         undo = None
+        member = sub.member
         if linking:
             undo = sub.overlay
             overlay = clone(sub.overlay)
@@ -596,8 +598,8 @@ class FlowEngine:
                 overlay.pending_phone = dest.e164
                 link_key = None
             out.writes[sub.k_member] = Write(overlay)
-            self._member_changed(out, sub, overlay, sub.guard, now)
-        return _Delivery(prepared, sub, purpose, automatic, undo, link_key if linking else None)
+            member = self._member_changed(out, sub, overlay, sub.guard, now)
+        return _Delivery(prepared, sub, purpose, automatic, undo, link_key, member)
 
     def _send_automatically(self, verdict: object, out: _Outcome, sub: _Subject, now: float, bound_to: str,
                             purpose: str, locale: str | None) -> Generator[_Request, Any, None]:
@@ -896,11 +898,6 @@ class FlowEngine:
             self._note(out, "member.updated", now, sub.org.organization_id, sub.base.member_id,
                        after.mfa_phone_number, member=after)
         return after
-
-    def _after(self, sub: _Subject, out: _Outcome) -> Member:
-        write = out.writes.get(sub.k_member)
-        overlay = write.value if write is not None and isinstance(write.value, MemberState) else sub.overlay
-        return core.merged_member(sub.base, overlay, sub.guard)
 
 
 _NO_WINDOW: Final = SendWindow()
