@@ -12,7 +12,7 @@ import logging
 import secrets
 from collections.abc import Callable, Generator, Iterable, Sequence
 from functools import partial
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple
 
 import attrs
 
@@ -73,9 +73,6 @@ MAX_RERUNS: Final = 5
 _PROBE: Final = object()  # first pass when before_send hooks exist: decide up to the hooks, commit nothing
 
 Hook = Callable[[SendContext], None]
-T = TypeVar("T")
-
-
 class _Read(list[str]):
     """A decision asks the store for these keys (one round trip). A list, so building one runs no Python
     code (a NamedTuple's ``__new__`` is a Python function, and decisions read on every call)."""
@@ -278,9 +275,9 @@ class FlowEngine:
             "bad_request", "method: unknown primary authentication method "
             + (repr(name) if isinstance(method, str) else f"(of type {type(method).__name__}, not a string)"))
         loc = None if locale is None else core.check_locale(locale)
-        ist = new_token()  # minted once per call, so a re-run and the hooks' verdict see the same binding
+        ist = new_token()  # minted (and hashed) once per call: re-runs and the hooks' verdict see one binding
         return partial(self._decide_primary, now, organization_id, member_id, name, method_error, session_token,
-                       loc, ist)
+                       loc, ist, token_digest(ist))
 
     def _plan_send(self, now: float, organization_id: object, member_id: object, mfa_phone_number: object,
                    locale: object, ist: object, session_token: object, session_jwt: object) -> Plan:
@@ -617,7 +614,7 @@ class FlowEngine:
 
     def _decide_primary(self, now: float, org_ref: object, member_ref: object, method: str,
                         method_error: RequestError | None, session_ref: object, locale: str | None, ist: str,
-                        verdict: object) -> Step:
+                        ist_digest: str, verdict: object) -> Step:
         org, base = yield from self._resolve(org_ref, member_ref)
         if method_error is not None:  # checked after organization, member and status (spec §5)
             raise method_error
@@ -649,7 +646,6 @@ class FlowEngine:
                 session_token=token_value, member_session=core.member_session(new, org))
             return out
 
-        ist_digest = token_digest(ist)
         login = LoginState(oid, mid, now + policy.ist_ttl, (primary,))
         out.writes[keys.login(ist_digest)] = Write(login, login.expires_at)
         if method != "discovery" and owed and core.sms_conditions(org, member):
@@ -731,8 +727,7 @@ class FlowEngine:
         phone = code.phone
         changes: dict[str, object] = {}  # only what differs from the merged view: a routine login writes none
         overlay = sub.overlay
-        if not overlay.phone and overlay.pending_phone == phone and policy.link_phone_on == "verify" \
-                and not member.mfa_phone_number:
+        if overlay.pending_phone == phone and policy.link_phone_on == "verify" and not member.mfa_phone_number:
             holder, link_key = (yield from self._phone_holder(sub, phone))
             if holder is not None:
                 raise PolicyRefusal("duplicate_member_phone_number",
@@ -799,7 +794,7 @@ class FlowEngine:
         record = core.check_session(_value(got, k_session, SessionState, None), None, None, now, None, self.policy)
         org, base = yield from self._resolve(record.organization_id, record.member_id)
         sub, _ = yield from self._subject(org, base, now)
-        session = core.check_session(record, None, None, now, sub.member, self.policy)
+        session = core.settle_idle(record, now, sub.member, self.policy)
         out = _Outcome()
         oid, mid = org.organization_id, base.member_id
         if session.state is SessionPhase.ACTIVE:
@@ -816,8 +811,7 @@ class FlowEngine:
         code = sub.code
         live = code.state is CodePhase.SENT and code.bound_to == digest and code.purpose == "step_up"
         locked = sub.guard.state is GuardPhase.LOCKED
-        if not live and not locked and self.policy.resend_on_inactivity and core.sms_conditions(org, member) \
-                and base.status == "active":
+        if not live and not locked and self.policy.resend_on_inactivity and core.sms_conditions(org, member):
             yield from self._send_automatically(verdict, out, sub, now, digest, "step_up", None)
 
         def finish(delivered: bool) -> SessionCheck:

@@ -46,6 +46,7 @@ __all__ = [
     "mfa_owed",
     "settle_code",
     "settle_guard",
+    "settle_idle",
     "sms_conditions",
 ]
 
@@ -179,15 +180,15 @@ def check_session(session: SessionState | None, organization_id: str | None, mem
         session.organization_id != organization_id or session.member_id != member_id
     ):
         raise TokenError("member_session_member_id_mismatch", "session_token: another member's")
-    if (
-        member is not None
-        and session.state is SessionPhase.ACTIVE
-        and now - session.last_accessed_at > policy.inactivity_timeout
-    ):
-        settled = clone(session)
-        machine.fire(machine.SESSION, "idle", settled, now=now, inactivity_timeout=policy.inactivity_timeout,
+    return session if member is None else settle_idle(session, now, member, policy)
+
+
+def settle_idle(session: SessionState, now: float, member: Member, policy: Policy) -> SessionState:
+    """The lazy inactivity check of a valid session: idle too long with an active factor → step-up."""
+    if session.state is SessionPhase.ACTIVE and now - session.last_accessed_at > policy.inactivity_timeout:
+        session = clone(session)
+        machine.fire(machine.SESSION, "idle", session, now=now, inactivity_timeout=policy.inactivity_timeout,
                      has_active_factor=member.has_active_factor)
-        session = settled
     return session
 
 

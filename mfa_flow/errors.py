@@ -91,7 +91,7 @@ class MfaError(Exception):
 
     def __reduce__(self) -> tuple[object, ...]:
         """Picklable (task queues, multiprocessing) although __init__ takes more than the message."""
-        return (error_for, (self.error_type, self.error_message))
+        return (error_for, (self.error_type, self.error_message, self.request_id))
 
     def to_dict(self) -> dict[str, object]:
         """Stytch's error body: all five fields, always."""
@@ -177,8 +177,9 @@ _CLASS_OF: dict[str, type[MfaError]] = {
 }
 
 
-def error_for(error_type: str, error_message: str) -> MfaError:
+def error_for(error_type: str, error_message: str, request_id: str | None = None) -> MfaError:
     """The error of the right layer for ``error_type``."""
-    if error_type == "invalid_argument":
-        return ConfigurationError(error_message)
-    return _CLASS_OF[error_type](error_type, error_message)
+    error = ConfigurationError(error_message) if error_type == "invalid_argument" else _CLASS_OF[error_type](
+        error_type, error_message)
+    error.request_id = request_id
+    return error

@@ -227,10 +227,13 @@ def build(states: type[Any], initial: Any, table: Sequence[Transition], machine_
 
 
 def _check_callables(table: Sequence[Transition]) -> None:
+    """The tables use only what LeanEvent runs: callables as conditions and before/after callbacks."""
     for row in table:
-        for kind in ("conditions", "before", "after", "prepare"):
+        if set(row) - {"trigger", "source", "dest", "conditions", "before", "after"}:
+            raise TypeError(f"{row['trigger']}: LeanEvent runs only conditions, before and after")
+        for kind in ("conditions", "before", "after"):
             if not all(callable(f) for f in row.get(kind, ())):
-                raise TypeError(f"{row['trigger']}: {kind} must be callables (LeanTransition resolves no names)")
+                raise TypeError(f"{row['trigger']}: {kind} must be callables (LeanEvent resolves no names)")
 
 
 for _states, _initial, _table in TABLES.values():

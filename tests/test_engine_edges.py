@@ -31,6 +31,8 @@ def test_errors_survive_pickling_with_their_layer_and_fields() -> None:
         assert (copy.error_type, copy.status_code, copy.error_message) == (
             error.error_type, error.status_code, error.error_message)
     assert isinstance(pickle.loads(pickle.dumps(error_for("otp_code_not_found", "x"))), CodeRejected)  # noqa: S301
+    with_request = CodeRejected("otp_code_not_found", "code: wrong code", request_id="request-id-test-1")
+    assert pickle.loads(pickle.dumps(with_request)).request_id == "request-id-test-1"  # noqa: S301
 
 
 @pytest.mark.parametrize("factor_type", [["totp"], {"totp": 1}, 7, None])
@@ -185,3 +187,19 @@ def test_order_send_token_rules_step7_before_a_stored_number_that_does_not_parse
     assert bad_number.value.error_type == "invalid_phone_number"
     assert "member.mfa_phone_number" in bad_number.value.error_message
     assert transport.sent == []
+
+
+def test_machine_tables_refuse_what_lean_events_would_not_run() -> None:
+    """A table row with ``prepare`` (or any key LeanEvent ignores) or a callback given by name is refused at
+    import time, instead of being silently skipped by the lean trigger path."""
+    from mfa_flow.machine import _check_callables
+
+    def ok(_: object) -> bool:
+        return True
+
+    _check_callables([{"trigger": "t", "source": "A", "dest": "B", "conditions": [ok], "after": [ok]}])
+    for row in ({"trigger": "t", "source": "A", "dest": "B", "prepare": [ok]},
+                {"trigger": "t", "source": "A", "dest": "B", "unless": [ok]},
+                {"trigger": "t", "source": "A", "dest": "B", "before": ["by_name"]}):
+        with pytest.raises(TypeError):
+            _check_callables([row])
