@@ -24,10 +24,10 @@ import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberType
 from phonenumbers import phonenumberutil as _util
 
-__all__ = ["is_own_e164", "number_type_of", "parse_number", "region_and_type"]
+__all__ = ["E164_SHAPE", "is_own_e164", "number_type_of", "parse_number", "region_and_type"]
 
 _UNKNOWN = PhoneNumberType.UNKNOWN
-_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+E164_SHAPE = re.compile(r"\+[1-9][0-9]{1,14}")  # "+", a digit 1-9, at most 14 more
 _MIN_NSN = 2  # phonenumbers' shortest national significant number
 _NATIONAL_PREFIX_KEPT = (
     phonenumbers.ValidationResult.TOO_SHORT,
@@ -50,7 +50,7 @@ _set_leading_zeros = _util._set_italian_leading_zeros_for_phone_number  # noqa: 
 
 def parse_number(text: str) -> tuple[phonenumbers.PhoneNumber, str]:
     """``phonenumbers.parse(text, None)`` and the number's E.164; raises what ``parse`` raises."""
-    parsed = _parse_e164(text) if _E164.fullmatch(text) else None
+    parsed = _parse_e164(text) if E164_SHAPE.fullmatch(text) else None
     if parsed is not None:
         return parsed
     number = phonenumbers.parse(text, None)

@@ -8,14 +8,13 @@ The two halves follow the order of checks (spec §5): :func:`parse_phone` is the
 from __future__ import annotations
 
 import functools
-import re
 import unicodedata
 from collections.abc import Collection
 
 import attrs
 import phonenumbers
 
-from mfa_flow._numbers import is_own_e164, parse_number, region_and_type
+from mfa_flow._numbers import E164_SHAPE, is_own_e164, parse_number, region_and_type
 from mfa_flow.errors import InvalidPhoneNumber
 
 __all__ = [
@@ -31,7 +30,6 @@ __all__ = [
 
 MAX_PHONE_LENGTH = 64
 _UNKNOWN = phonenumbers.PhoneNumberType.UNKNOWN
-_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 #: phonenumbers' PhoneNumberType values by name, for policies written as strings.
 NUMBER_TYPE_NAMES: dict[str, int] = {
@@ -51,7 +49,7 @@ class Phone:
 
 def normalise_phone_text(raw: str) -> str:
     """NFKC, no whitespace or format characters, no ``tel:`` prefix (spec §6.1)."""
-    if _E164.fullmatch(raw):  # already normalised: the common case, and every stored number
+    if E164_SHAPE.fullmatch(raw):  # already normalised: the common case, and every stored number
         return raw
     text = unicodedata.normalize("NFKC", raw)
     text = "".join(ch for ch in text if not ch.isspace() and unicodedata.category(ch) != "Cf")
@@ -128,7 +126,7 @@ def canonical_phone(raw: str) -> str:
     text that does not parse is kept as it is, to be refused if it is ever used as a destination.
     E.164-shaped text is its own E.164 unless a trunk prefix follows the calling code (``+44020…`` is
     ``+4420…``): without this, such a stored number would escape the duplicate and mismatch checks."""
-    if not raw or (_E164.fullmatch(raw) and is_own_e164(raw)):
+    if not raw or (E164_SHAPE.fullmatch(raw) and is_own_e164(raw)):
         return raw
     return _canonical_slow(raw)
 
