@@ -26,6 +26,7 @@ __all__ = [
     "error_types",
     "race",
     "successes",
+    "wrong_code",
     "wrong_codes",
 ]
 
@@ -73,9 +74,14 @@ def successes(outcomes: Iterable[Outcome]) -> list[Any]:
     return [value for kind, value in outcomes if kind == "ok"]
 
 
+def wrong_code(code: str, i: int = 0) -> str:
+    """A six-digit code other than ``code``; distinct for each ``i`` below 999,999."""
+    return f"{(int(code) + 1 + i) % 1_000_000:06d}"
+
+
 def wrong_codes(code: str, n: int) -> list[str]:
     """n distinct six-digit codes, none equal to ``code``."""
-    return [f"{(int(code) + 1 + i) % 1_000_000:06d}" for i in range(n)]
+    return [wrong_code(code, i) for i in range(n)]
 
 
 def error_type(call: Callable[..., object], *args: object, **kwargs: object) -> str:

@@ -1,15 +1,14 @@
 """The store matrix: one world (flow, store, fake clock and transport) per store kind and orchestrator.
 
-A helper module imported by tests/test_store_*.py (not a conftest). ``Matrix`` builds, per test:
-
-- ``matrix.store(kind, asynchronous=...)`` → ``(store, secret_key)`` for ``"memory"`` (``MemoryStore``, which
-  serves both orchestrators), ``"sqlite"`` (a fresh file under ``tmp_path``; ``SqliteStore`` /
-  ``AsyncSqliteStore``) and ``"redis"`` (the session ``redis-server`` of ``tests/redis_server.py``, database
-  emptied with FLUSHDB once per test, a key prefix of its own per store; ``RedisStore`` / ``AsyncRedisStore``);
-- ``matrix.make_flow(kind, orchestrator="sync" | "async", **policy)`` → a ``World``: an organization with MFA
-  REQUIRED_FOR_ALL, two members with verified phones and one without a phone, a ``FakeClock`` and a
-  ``FakeTransport`` that checks, at every delivery, that the code being delivered was committed to the store
-  before (spec §10: admission is committed before the transport is called).
+A helper module imported by tests/test_store_*.py (not a conftest). ``Matrix`` builds, per test,
+``matrix.make_flow(kind, orchestrator="sync" | "async", **policy)`` → a ``World``: a fresh, empty store of
+``kind`` — ``"memory"`` (``MemoryStore``, which serves both orchestrators), ``"sqlite"`` (a fresh file under
+``tmp_path``; ``SqliteStore`` / ``AsyncSqliteStore``) or ``"redis"`` (the session ``redis-server`` of
+``tests/redis_server.py``, database emptied with FLUSHDB once per test, a key prefix of its own per store;
+``RedisStore`` / ``AsyncRedisStore``) — with an organization with MFA REQUIRED_FOR_ALL, two members with
+verified phones and one without a phone, a ``FakeClock`` and a ``FakeTransport`` that checks, at every
+delivery, that the code being delivered was committed to the store before (spec §10: admission is committed
+before the transport is called).
 
 ``World.api`` is the adapter that lets a scenario be written once: its methods call ``MfaFlow`` directly, or
 run ``AsyncMfaFlow``'s coroutine to completion on the world's own event loop (one loop per world, so the
@@ -326,9 +325,6 @@ class World:
         """Every record key with its version (what changed between two snapshots was written)."""
         return self.snapshot_of()
 
-    def committed_codes(self) -> list[CodeState]:
-        return [w.value for c in self.recorder.log for w in c.writes.values() if isinstance(w.value, CodeState)]
-
     # --- the usual steps ----------------------------------------------------------------------------
 
     def login(self, member_id: str = MEMBER) -> tuple[str, str]:
@@ -354,7 +350,7 @@ _worlds = itertools.count(1)
 
 
 class Matrix:
-    """Per-test factory of stores and worlds; ``close()`` (the fixture's teardown) releases them all."""
+    """Per-test factory of worlds, each on a fresh store; ``close()`` (the fixture's teardown) releases them all."""
 
     def __init__(self, request: pytest.FixtureRequest, tmp_path: Path) -> None:
         self._request = request
@@ -376,13 +372,6 @@ class Matrix:
             client.flushdb()
         finally:
             client.close()
-
-    def store(self, kind: Kind, *, asynchronous: bool = False) -> tuple[Any, bytes]:
-        """A fresh, empty store of ``kind`` (sync, or the asyncio twin) and the key it needs.
-
-        Closed with the matrix, except an ``AsyncRedisStore``: ``await store.aclose()`` in its event loop."""
-        store, _, _ = self._store(kind, asynchronous=asynchronous)
-        return store, SECRET_KEY
 
     def _store(self, kind: Kind, *, asynchronous: bool, redis_client: Callable[[Any], Any] | None = None,
                ) -> tuple[Any, Any, Callable[[], dict[str, int]]]:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
 
 import pytest
 
 from mfa_flow import AuthenticateResult, Event, Member, MfaFlow, Organization, Policy
-from mfa_flow.state import keys
+from mfa_flow.state import GuardState, keys
 from mfa_flow.stores import Store
 from mfa_flow.testing import FakeClock, FakeTransport
 from tests.races import C1_LOSER_ERRORS, NonAtomicStore, error_type, error_types, race, successes, wrong_codes
@@ -42,11 +41,8 @@ def failure_count(flow: MfaFlow, org: str = ORG, member: str = MEMBER) -> int:
         entry = tx.read([key]).get(key)
     if entry is None:
         return 0
-    failures = getattr(entry.value, "failures", None)
-    if failures is None and isinstance(entry.value, Mapping):
-        failures = entry.value["failures"]
-    assert isinstance(failures, int)
-    return failures
+    assert isinstance(entry.value, GuardState)
+    return entry.value.failures
 
 
 class World:

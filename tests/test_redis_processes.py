@@ -16,7 +16,7 @@ PREFIX = "processes:"
 
 
 @pytest.mark.timeout(120)
-def test_processes_sharing_one_redis_redeem_a_code_once(redis_url: str, redis_db: Any) -> None:
+def test_c7_processes_sharing_one_redis_redeem_a_code_once(redis_url: str, redis_db: Any) -> None:
     """C7 across processes: 4 processes × 8 threads submit the same correct code: exactly one session."""
     clock, transport = FakeClock(), FakeTransport()
     store = RedisStore(redis_url, prefix=PREFIX)

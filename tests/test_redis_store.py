@@ -881,14 +881,11 @@ def test_a_connection_dropped_mid_call_async_fails_closed(redis_url: str, start_
 
 def test_a_replayed_commit_answers_like_the_first_run_and_writes_nothing_twice(redis_url: str, redis_db: Any) -> None:
     """redis-py may resend a commit after a dropped connection: the receipt makes the replay harmless."""
-    from mfa_flow.stores import RedisStore
     from mfa_flow.stores.redis import _COMMIT_LUA
 
     store = RedisStore(redis_url, prefix=PREFIX)
     try:
-        with store.transaction() as tx:
-            tx.read(["code:o:m"])
-            keys, args = store._core.commit_request({"code:o:m": 0}, {"code:o:m": Write(PhoneLink("a"))}, 0.0)
+        keys, args = store._core.commit_request({"code:o:m": 0}, {"code:o:m": Write(PhoneLink("a"))}, 0.0)
         first = redis_db.eval(_COMMIT_LUA, len(keys), *keys, *args)
         version_after_first = redis_db.get(PREFIX + "version")
         replay = redis_db.eval(_COMMIT_LUA, len(keys), *keys, *args)

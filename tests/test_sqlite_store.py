@@ -40,7 +40,7 @@ from mfa_flow.stores._base import TTL_GRACE
 from mfa_flow.stores._codec import encode
 from mfa_flow.stores.sqlite import PURGE_EVERY, SCHEMA_VERSION
 from mfa_flow.testing import FakeClock, FakeTransport
-from tests.races import C1_LOSER_ERRORS, race
+from tests.races import C1_LOSER_ERRORS, race, wrong_code
 from tests.stores_matrix import any_transaction, ist_and_code, settle
 
 KEY = b"k" * 32
@@ -167,10 +167,6 @@ def failure_count(store: AnyStore) -> int:
         return 0
     assert isinstance(entry.value, GuardState)
     return entry.value.failures
-
-
-def wrong(code: str, i: int = 0) -> str:
-    return f"{(int(code) + 1 + i) % 1_000_000:06d}"
 
 
 @contextmanager
@@ -464,7 +460,7 @@ def test_flow_login_wrong_code_then_right_code(sync_store: SqliteStore, clock: F
                                                transport: FakeTransport) -> None:
     flow = make_flow(sync_store, clock, transport)
     ist, code = login(flow, transport)
-    assert refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong(code),
+    assert refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong_code(code),
                    intermediate_session_token=ist).error_type == "otp_code_not_found"
     assert failure_count(sync_store) == 1
     result = flow.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist)
@@ -482,7 +478,7 @@ def test_flow_lock_is_shared_and_survives_a_restart(db: str, sync_store: SqliteS
     policy = Policy(lockout_threshold=3, **ROOMY)
     flow = make_flow(sync_store, clock, transport, policy=policy)
     ist, code = login(flow, transport)
-    answers = [refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong(code, i),
+    answers = [refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong_code(code, i),
                        intermediate_session_token=ist).error_type for i in range(3)]
     assert answers == ["otp_code_not_found", "otp_code_not_found", "user_lock_limit_reached"]
     assert flow.get_member(ORG, MEMBER).is_locked is True
@@ -530,7 +526,7 @@ def test_expiring_records_carry_their_expiry_and_the_others_none(db: str, sync_s
     flow = make_flow(sync_store, clock, transport)
     ist, code = login(flow, transport)
     assert expiry() == {"code": NOW + 120, "ist": NOW + 600, "window": NOW + 600}
-    refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong(code), intermediate_session_token=ist)
+    refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong_code(code), intermediate_session_token=ist)
     assert expiry()["guard"] is None  # an open guard (the failure counter) never expires
     flow.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist)
     assert expiry() == {"guard": None, "member": None, "window": NOW + 600, "session": NOW + 3600}
@@ -672,7 +668,7 @@ def test_two_flows_on_one_file_are_one_deployment(db: str, clock: FakeClock, tra
     with SqliteStore(db) as first_store, SqliteStore(db) as second_store:
         first, second = make_flow(first_store, clock, transport), make_flow(second_store, clock, transport)
         ist, code = login(first, transport)
-        assert refusal(second.authenticate_sms_otp, ORG, MEMBER, wrong(code),
+        assert refusal(second.authenticate_sms_otp, ORG, MEMBER, wrong_code(code),
                        intermediate_session_token=ist).error_type == "otp_code_not_found"
         assert failure_count(first_store) == 1
         token = second.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist).session_token
@@ -762,8 +758,8 @@ def redeem_across_processes(open_store: Callable[[], Any], now: float, ist: str,
 
 
 @pytest.mark.timeout(120)
-def test_processes_sharing_one_file_redeem_a_code_once(db: str, sync_store: SqliteStore, clock: FakeClock,
-                                                       transport: FakeTransport) -> None:
+def test_c6_processes_sharing_one_sqlite_file_redeem_a_code_once(db: str, sync_store: SqliteStore,
+                                                                 clock: FakeClock, transport: FakeTransport) -> None:
     """C6: 4 processes × 8 threads submit the same correct code for one login: exactly one session."""
     flow = make_flow(sync_store, clock, transport)
     ist, code = login(flow, transport)
@@ -849,7 +845,7 @@ def test_async_flow_login_and_32_concurrent_redemptions(db: str, clock: FakeCloc
             first = await flow.authenticate_primary(ORG, MEMBER, "email_magic_link")
             code = transport.last_code(MEMBER)
             with pytest.raises(MfaError) as info:
-                await flow.authenticate_sms_otp(ORG, MEMBER, wrong(code),
+                await flow.authenticate_sms_otp(ORG, MEMBER, wrong_code(code),
                                                 intermediate_session_token=first.intermediate_session_token)
             assert info.value.error_type == "otp_code_not_found"
             done = await flow.authenticate_sms_otp(ORG, MEMBER, code,
