@@ -1,17 +1,23 @@
-"""Edges found in review: pickling errors, non-string factor types, sessions of deactivated members."""
+"""Edges found in review: pickling, hostile or asynchronous plug points, the order of checks around stored numbers,
+reference cycles, and §10's re-runs of a lost compare-and-set."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import pickle
+from collections.abc import Iterable, Mapping
+from typing import Any, Self
 
 import pytest
 
-from mfa_flow import AsyncMfaFlow, Member, MfaError, MfaFlow, Organization
+import mfa_flow.flow
+from mfa_flow import AsyncMfaFlow, Event, Member, MfaError, MfaFlow, Organization
 from mfa_flow.crypto import Keyring
 from mfa_flow.errors import CodeRejected, ConfigurationError, error_for
+from mfa_flow.stores import Entry, MemoryStore, Write
 from mfa_flow.testing import FakeClock, FakeTransport
-from mfa_flow.transports import LocalCodeProvider
+from mfa_flow.transports import DeliveryRejected, LocalCodeProvider, SmsMessage
 
 ORG, MEMBER, PHONE = "organization-test-1", "member-test-1", "+14155550123"
 
@@ -203,3 +209,116 @@ def test_machine_tables_refuse_what_lean_events_would_not_run() -> None:
                 {"trigger": "t", "source": "A", "dest": "B", "before": ["by_name"]}):
         with pytest.raises(TypeError):
             _check_callables([row])
+
+
+class LosingStore:
+    """A MemoryStore whose next ``losses`` commits lose their compare-and-set, as if another process had
+    written first; every commit attempt is counted."""
+
+    durable = False
+
+    def __init__(self, losses: int) -> None:
+        self.inner = MemoryStore()
+        self.losses = losses
+        self.commits = 0
+
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        return _LosingTransaction(self)
+
+
+class _LosingTransaction:
+    def __init__(self, store: LosingStore) -> None:
+        self._store = store
+        self._tx = store.inner.transaction()
+
+    def __enter__(self) -> Self:
+        self._tx.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._tx.__exit__(*exc)
+
+    def read(self, keys: Iterable[str]) -> dict[str, Entry]:
+        return self._tx.read(keys)
+
+    def commit(self, writes: Mapping[str, Write], now: float) -> bool:
+        self._store.commits += 1
+        if self._store.losses:
+            self._store.losses -= 1
+            return False
+        return self._tx.commit(writes, now)
+
+
+class CountingGateway:
+    def __init__(self, reject: bool = False) -> None:
+        self.attempts: list[str] = []
+        self.reject = reject
+
+    def deliver(self, message: SmsMessage) -> None:
+        self.attempts.append(message.code)
+        if self.reject:
+            raise DeliveryRejected("rejected")
+
+
+def losing_flow(monkeypatch: pytest.MonkeyPatch, losses: int, gateway: CountingGateway,
+                events: list[Event]) -> tuple[MfaFlow, LosingStore]:
+    monkeypatch.setattr(mfa_flow.flow, "rerun_delay", lambda attempt: 0.0)  # the back-off is tested elsewhere
+    store = LosingStore(0)
+    flow = MfaFlow(clock=FakeClock(), transport=gateway, store=store, events=[events.append])
+    flow.directory.put_organization(Organization(ORG, mfa_policy="REQUIRED_FOR_ALL"))
+    flow.directory.put_member(Member(MEMBER, ORG, mfa_phone_number=PHONE, mfa_phone_number_verified=True))
+    store.losses = losses
+    return flow, store
+
+
+def test_lost_compare_and_set_reruns_at_most_five_times_then_internal_server_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """§10: a lost compare-and-set re-runs the call from the read, at most 5 times; the sixth loss answers
+    internal_server_error. Nothing was delivered and no losing run emitted an event."""
+    gateway, events = CountingGateway(), []
+    flow, store = losing_flow(monkeypatch, 6, gateway, events)
+    with pytest.raises(MfaError) as caught:
+        flow.authenticate_primary(ORG, MEMBER, "email_magic_link")
+    assert caught.value.error_type == "internal_server_error"
+    assert store.commits == 6
+    assert gateway.attempts == []
+    assert [e.name for e in events] == ["otp.refused"]  # the refusal only: no event of a losing run
+
+
+def test_lost_compare_and_set_rerun_that_wins_delivers_and_reports_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway, events = CountingGateway(), []
+    flow, store = losing_flow(monkeypatch, 5, gateway, events)
+    result = flow.authenticate_primary(ORG, MEMBER, "email_magic_link")
+    assert result.mfa_required is not None
+    assert result.mfa_required.secondary_auth_initiated == "sms_otp"
+    assert store.commits == 6
+    assert len(gateway.attempts) == 1
+    assert [e.name for e in events].count("otp.sent") == 1
+
+
+def test_lost_compare_and_set_never_reruns_a_delivery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a delivery was attempted only the undo of a rejected send re-runs: the gateway is called once,
+    however often the undo loses, and the rejected code stays unusable."""
+    gateway, events = CountingGateway(reject=True), []
+    flow, store = losing_flow(monkeypatch, 0, gateway, events)
+    ist = flow.authenticate_primary(ORG, MEMBER, "discovery").intermediate_session_token
+    real_commit = _LosingTransaction.commit
+    armed = [True]
+
+    def lose_after_delivery(self: _LosingTransaction, writes: Mapping[str, Write], now: float) -> bool:
+        if gateway.attempts and armed[0]:
+            armed[0] = False
+            store.losses = 2  # the undo's first two commits lose
+        return real_commit(self, writes, now)
+
+    monkeypatch.setattr(_LosingTransaction, "commit", lose_after_delivery)
+    commits_before = store.commits
+    with pytest.raises(MfaError) as caught:
+        flow.send_sms_otp(ORG, MEMBER, intermediate_session_token=ist)
+    assert caught.value.error_type == "downstream_carrier_error"
+    assert len(gateway.attempts) == 1
+    assert store.commits - commits_before == 4  # the send's commit, then the undo: lost, lost, won
+    with pytest.raises(MfaError) as used:
+        flow.authenticate_sms_otp(ORG, MEMBER, gateway.attempts[0], intermediate_session_token=ist)
+    assert used.value.error_type == "unable_to_auth_otp_code"
