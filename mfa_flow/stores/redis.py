@@ -22,8 +22,8 @@ when you ``await store.check()`` at start-up (recommended: a refusal then happen
 
 Failures: any Redis error (connection dropped, timeout, script error) or an unreadable record raises
 ``StoreFailure`` (``internal_server_error``) and the flow fails closed. redis-py's own reconnect-and-retry
-stays as configured on the client: replaying a commit is harmless, because a replay of a commit that
-was already applied loses its compare-and-set and the flow re-reads.
+stays as configured on the client: replaying a commit is harmless, because each commit leaves a receipt
+for 60 s and a replay of a commit that was already applied answers what the first run answered.
 
 redis-py is imported when a store is built, so ``import mfa_flow.stores`` works without it; building a
 store without it raises ``ConfigurationError`` naming ``pip install mfa_flow[redis]``. Redis Cluster is out

@@ -198,11 +198,11 @@ class _SqliteCore:
     def leave(token: Token[frozenset[int]]) -> None:
         _OPEN.reset(token)
 
-    def open(self, since: float | None = None) -> _SqliteTransaction:
+    def open(self, since: float) -> _SqliteTransaction:
         """A pooled connection in ``BEGIN IMMEDIATE``, waiting for the write lock until ``busy_timeout``
-        seconds after ``since`` (a ``time.monotonic()``; default now): a call waits that long in all."""
+        seconds after ``since`` (a ``time.monotonic()``, taken when the call began): a call waits that long in all."""
         db = self._acquire()
-        left = self.busy_timeout if since is None else self.busy_timeout - (time.monotonic() - since)
+        left = self.busy_timeout - (time.monotonic() - since)
         try:
             if left < self.busy_timeout - 0.001:  # part of the wait went on this process's own turn
                 db.execute(f"PRAGMA busy_timeout = {max(0, round(left * 1000))}")
