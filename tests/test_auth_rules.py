@@ -190,6 +190,36 @@ def test_order_authenticate_step3_token_validity_and_ownership_before_lock(
     assert len(transport.sent) == sent
 
 
+@pytest.mark.parametrize("token_kind", ["expired_ist", "consumed_ist", "expired_session"])
+def test_order_authenticate_step3_validity_before_ownership_for_another_members_dead_token(
+    member_flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock, token_kind: str
+) -> None:
+    """An attacker holding another member's dead token learns only that it is dead, never whose it was."""
+    mfa = member_flow(lockout_threshold=1)
+    setup_member(mfa, MEMBER2, mfa_phone_number=PHONE2)
+    other_ist, other_code = login(mfa, transport, MEMBER2)
+    kwargs: dict[str, str]
+    if token_kind == "expired_session":
+        other = auth(mfa, other_code, other_ist, member=MEMBER2, session_duration_minutes=5).session_token
+        kwargs, dead, ttl = {"session_token": other}, "session_not_found", 300
+    else:
+        kwargs, dead, ttl = {"intermediate_session_token": other_ist}, "intermediate_session_not_found", 600
+    # while the token is valid, ownership answers
+    e = err(mfa.authenticate_sms_otp, ORG, MEMBER, "123456", **kwargs)
+    assert e.error_type == "member_session_member_id_mismatch"
+    if token_kind == "consumed_ist":
+        assert auth(mfa, other_code, other_ist, member=MEMBER2).session_token
+    else:
+        clock.advance(ttl)
+    ist, code = login(mfa, transport)  # the member has a live code, bound to its own IST
+    sent = len(transport.sent)
+    for submitted in (code, wrong(code)):
+        e = err(mfa.authenticate_sms_otp, ORG, MEMBER, submitted, **kwargs)
+        assert (e.error_type, e.status_code) == (dead, 404)
+    # not counted (threshold 1 would lock) and nothing consumed
+    assert_untouched(mfa, transport, ist, code, sent)
+
+
 def test_order_authenticate_step4_lock_before_restricted_methods(
     member_flow: FlowFactory, setup_member: Setup, transport: FakeTransport
 ) -> None:
@@ -338,6 +368,49 @@ def test_code_bound_to_its_token_still_redeemable_by_its_own_token(
     other = discovery_ist(mfa)
     assert err(auth, mfa, code, other).error_type == "otp_code_not_found"
     assert auth(mfa, code, ist).session_token
+
+
+def test_u18_login_code_submitted_with_a_session_of_the_member_is_a_wrong_code_and_counts(
+    member_flow: FlowFactory, transport: FakeTransport, events: list[Event]
+) -> None:
+    """A code issued for a login (bound to its IST) cannot be redeemed through a session of the same member,
+    even a fully valid one: it answers as a wrong code, and counts on the code and on the member."""
+    mfa = member_flow(**ROOMY)
+    ist0, code0 = login(mfa, transport)
+    session = auth(mfa, code0, ist0).session_token
+    before = mfa.authenticate_session(session_token=session)
+    assert before.step_up_required is False
+    ist, code = login(mfa, transport)  # a second login: its code is bound to this IST
+    mark = len(events)
+    tries = [err(mfa.authenticate_sms_otp, ORG, MEMBER, code, session_token=session).error_type for _ in range(5)]
+    assert tries == ["otp_code_not_found"] * 5
+    assert names(events[mark:]) == ["otp.failed"] * 5
+    assert "otp.verified" not in names(events[mark:])
+    # the session gained nothing
+    after = mfa.authenticate_session(session_token=session)
+    assert after.step_up_required is False
+    assert after.member_session.authentication_factors == before.member_session.authentication_factors
+    # counted on the code: the five attempts killed it, so its own IST can no longer redeem it
+    assert err(auth, mfa, code, ist).error_type == "unable_to_auth_otp_code"
+    # counted on the member: 5 + 4 wrong codes do not lock, the 10th does
+    code2 = resend(mfa, transport, ist)
+    assert wrong_tries(mfa, code2, ist, 4) == ["otp_code_not_found"] * 4
+    assert mfa.get_member(ORG, MEMBER).is_locked is False
+    assert err(auth, mfa, wrong(code2), ist).error_type == "user_lock_limit_reached"
+    assert mfa.get_member(ORG, MEMBER).is_locked is True
+
+
+def test_u18_login_code_submitted_with_a_session_of_the_member_locks_at_the_threshold(
+    member_flow: FlowFactory, transport: FakeTransport
+) -> None:
+    mfa = member_flow(lockout_threshold=1)
+    ist0, code0 = login(mfa, transport)
+    session = auth(mfa, code0, ist0).session_token
+    ist, code = login(mfa, transport)
+    e = err(mfa.authenticate_sms_otp, ORG, MEMBER, code, session_token=session)
+    assert (e.error_type, e.status_code) == ("user_lock_limit_reached", 429)
+    assert mfa.get_member(ORG, MEMBER).is_locked is True
+    assert err(auth, mfa, code, ist).error_type == "user_lock_limit_reached"
 
 
 @pytest.mark.parametrize("token_kind", ["discovery_ist", "session"])
@@ -544,7 +617,8 @@ def test_failure_counter_has_no_time_window(
 ) -> None:
     mfa, ist, _ = logged_in(member_flow, transport)
     assert fail(mfa, transport, ist, 9) == ["otp_code_not_found"] * 9
-    clock.advance(3000)
+    clock.advance(30 * 24 * 3600)  # 30 days: a counter with any plausible time window would have forgotten
+    assert mfa.get_member(ORG, MEMBER).is_locked is False
     ist2, code = login(mfa, transport)
     assert err(auth, mfa, wrong(code), ist2).error_type == "user_lock_limit_reached"
 
@@ -622,6 +696,18 @@ def test_success_enrols_under_required_for_all(
     setup_member(mfa, mfa_enrolled=False)
     ist, code = login(mfa, transport)
     res = auth(mfa, code, ist)
+    assert res.member.mfa_enrolled is True
+    assert mfa.get_member(ORG, MEMBER).mfa_enrolled is True
+
+
+@pytest.mark.parametrize("initial", [False, True])
+def test_success_enrols_under_required_for_all_even_when_asked_to_unenroll(
+    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, initial: bool
+) -> None:
+    mfa = flow()
+    setup_member(mfa, mfa_enrolled=initial)
+    ist, code = login(mfa, transport)
+    res = auth(mfa, code, ist, set_mfa_enrollment="unenroll")
     assert res.member.mfa_enrolled is True
     assert mfa.get_member(ORG, MEMBER).mfa_enrolled is True
 
@@ -930,6 +1016,17 @@ def test_events_emitted_in_order_with_names(
         assert (ev.organization_id, ev.member_id) == (ORG, MEMBER)
     updated = [e for e in events[mark:] if e.name == "member.updated"]
     assert updated
+
+    # The whole scenario, in the order the events were emitted: the automatic send; the wrong code; then the
+    # success: the code verified, the member record changed (enrolled), the session created.
+    assert names(events) == ["otp.sent", "otp.failed", "otp.verified", "member.updated", "session.created"]
+    assert [e.reason for e in events] == [None, "otp_code_not_found", None, None, None]
+    # member.updated carries the merged record, exactly what get_member answers after the change.
+    assert len(updated) == 1
+    merged = mfa.get_member(ORG, MEMBER)
+    assert updated[0].data["member"] == merged
+    assert merged.mfa_enrolled is True
+    assert updated[0].phone == MASKED
 
 
 def test_event_phone_linked_on_link(

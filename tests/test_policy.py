@@ -8,7 +8,17 @@ from typing import Any
 import pytest
 
 from mfa_flow import ConfigurationError, Policy
-from mfa_flow.policy import DEFAULT_BLOCKED_NUMBER_TYPES, shipped_unsupported_regions
+
+#: Spec §6.1: the refused number types, written out here so that the library's own constant cannot define them.
+SPEC_BLOCKED_NUMBER_TYPES = frozenset({"PREMIUM_RATE", "SHARED_COST", "TOLL_FREE", "UAN", "VOICEMAIL"})
+#: The reference's unsupported countries (../reference/stytch-b2b-sms-otp.md §5) that map to ISO codes: the list
+#: the package must ship (CN includes HK; Curaçao & Caribbean Netherlands are CW and BQ; Kosovo is XK).
+_REFERENCE_UNSUPPORTED_TEXT = (
+    "DZ AF AL AD AO AQ AM AW AZ BS BH BD BB BY BZ BM BT BA BW BV VG MM BI KH CV KY TD CN HK KM CD "
+    "CI CU CW BQ CY DK DJ DM TL EG GQ ET ER EE FO FJ PF GA GM GE GI GL GP GU GN HT HN ID IL IR IQ JE JO KZ KP "
+    "XK KW KG LA LB LS LR LY MO MK"
+)
+REFERENCE_UNSUPPORTED_REGIONS = frozenset(_REFERENCE_UNSUPPORTED_TEXT.split())
 
 
 def test_policy_defaults_are_the_specs() -> None:
@@ -19,8 +29,8 @@ def test_policy_defaults_are_the_specs() -> None:
     assert (p.send_limit_per_region, p.send_limit_global, p.resend_cooldown) == (None, None, 0)
     assert (p.inactivity_timeout, p.resend_on_inactivity) == (1800, True)
     assert p.allowed_regions == frozenset({"US", "CA"})
-    assert p.unsupported_regions == shipped_unsupported_regions()
-    assert p.blocked_number_types == frozenset({"PREMIUM_RATE", "SHARED_COST", "TOLL_FREE", "UAN", "VOICEMAIL"})
+    assert p.unsupported_regions == REFERENCE_UNSUPPORTED_REGIONS
+    assert p.blocked_number_types == SPEC_BLOCKED_NUMBER_TYPES
     assert (p.test_numbers, p.link_phone_on, p.uniform_refusals) == (frozenset(), "send", False)
 
 
@@ -39,7 +49,7 @@ def test_policy_hardened_values_and_overrides() -> None:
     ("send_limit_per_region", (5,)), ("send_limit_global", (5, 0)), ("resend_cooldown", -1),
     ("inactivity_timeout", 0), ("resend_on_inactivity", 1), ("uniform_refusals", "yes"),
     ("allowed_regions", "US"), ("allowed_regions", {"USA"}), ("unsupported_regions", {1}),
-    ("blocked_number_types", {"PREMIUM_RATE"}), ("blocked_number_types", {"NOT_A_TYPE", *DEFAULT_BLOCKED_NUMBER_TYPES}),
+    ("blocked_number_types", {"PREMIUM_RATE"}), ("blocked_number_types", {"NOT_A_TYPE", *SPEC_BLOCKED_NUMBER_TYPES}),
     ("test_numbers", ["not a number"]), ("link_phone_on", "never"),
 ])
 def test_policy_invalid_value_refused_naming_the_field(field: str, value: Any) -> None:
@@ -50,10 +60,14 @@ def test_policy_invalid_value_refused_naming_the_field(field: str, value: Any) -
 
 
 def test_policy_blocked_number_types_can_grow_but_never_drop_the_defaults() -> None:
-    assert "VOIP" in Policy(blocked_number_types={"VOIP", *DEFAULT_BLOCKED_NUMBER_TYPES}).blocked_number_types
-    for dropped in DEFAULT_BLOCKED_NUMBER_TYPES:
-        with pytest.raises(ConfigurationError):
-            Policy(blocked_number_types=DEFAULT_BLOCKED_NUMBER_TYPES - {dropped})
+    grown = Policy(blocked_number_types={"VOIP", *SPEC_BLOCKED_NUMBER_TYPES}).blocked_number_types
+    assert grown == SPEC_BLOCKED_NUMBER_TYPES | {"VOIP"}
+    for dropped in sorted(SPEC_BLOCKED_NUMBER_TYPES):
+        with pytest.raises(ConfigurationError) as caught:
+            Policy(blocked_number_types=SPEC_BLOCKED_NUMBER_TYPES - {dropped})
+        assert "Policy.blocked_number_types" in caught.value.error_message
+    with pytest.raises(ConfigurationError):
+        Policy(blocked_number_types=frozenset())
 
 
 def test_policy_test_numbers_are_normalised_to_e164() -> None:

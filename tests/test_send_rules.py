@@ -1,5 +1,6 @@
 """Rule tests for the send side: order of checks (spec §5), token rules (§6.4), send limits (§6.7),
-delivery outcomes (§6.11), restricted methods, member status, references, locale and uniform refusals (§4).
+delivery outcomes (§6.11), restricted methods, member status, references, locale and uniform refusals (§4)
+(on send, and on authenticate_sms_otp, authenticate_primary and record_mfa_factor).
 
 Phone normalisation, regions and destination resolution (§6.1, §6.2) are in tests/test_phone_rules.py.
 """
@@ -791,6 +792,11 @@ def _send_with_another_members_ist(env: Env) -> Callable[[], object]:
     return lambda: env.flow.send_sms_otp(ORG, M_UNVERIFIED, intermediate_session_token=ist)
 
 
+def _send_with_another_organizations_ist(env: Env) -> Callable[[], object]:
+    ist = primary_ist(env, ORG2, M2_FRESH)
+    return lambda: env.flow.send_sms_otp(ORG, M_UNVERIFIED, intermediate_session_token=ist)
+
+
 def _uniform_cases() -> list[tuple[str, Callable[[Env], Callable[[], object]], str]]:
     return [
         ("member-not-found", lambda e: lambda: e.flow.send_sms_otp(ORG, UNKNOWN_MEMBER, mfa_phone_number=P_NEW),
@@ -805,6 +811,9 @@ def _uniform_cases() -> list[tuple[str, Callable[[Env], Callable[[], object]], s
         ("token-of-another-member",
          _send_with_another_members_ist,
          "member_session_member_id_mismatch"),
+        ("ist-of-another-organization",
+         _send_with_another_organizations_ist,
+         "invalid_intermediate_session_token_for_organization"),
     ]
 
 
@@ -832,7 +841,129 @@ def test_uniform_refusals_are_indistinguishable() -> None:
         env = make_env(Policy.hardened())
         err = expect_error(prepare(env), "bad_request")
         bodies.append((type(err), err.to_dict()))
+    # ... and the same body on every endpoint: authenticate, primary auth and record_mfa_factor too.
+    for endpoint, member_id, tokens, _precise in UNIFORM_OTHER_ENDPOINTS:
+        env = make_env(Policy.hardened())
+        err = expect_error(_endpoint_call(env, endpoint, member_id, tokens(env)), "bad_request")
+        bodies.append((type(err), err.to_dict()))
     assert len({(cls, tuple(sorted(body.items()))) for cls, body in bodies}) == 1, bodies
+
+
+# The other endpoints that resolve a member or take a token (§4: the switch is not send-only). Each case is
+# (endpoint, member addressed, the caller's tokens, the precise reason that only the refusal event may carry).
+TokenMaker = Callable[[Env], dict[str, str]]
+
+
+def _no_token(env: Env) -> dict[str, str]:
+    return {}
+
+
+def _attackers_ist(env: Env) -> dict[str, str]:
+    """The attacker's own login (a member of ORG without any factor)."""
+    return {"intermediate_session_token": primary_ist(env, ORG, M_FRESH)}
+
+
+def _attackers_session(env: Env) -> dict[str, str]:
+    """The attacker's own fully authenticated session (another member of ORG)."""
+    return {"session_token": totp_session(env, ORG, M_TOTP2)}
+
+
+def _other_organizations_ist(env: Env) -> dict[str, str]:
+    return {"intermediate_session_token": primary_ist(env, ORG2, M2_FRESH)}
+
+
+def _other_organizations_session(env: Env) -> dict[str, str]:
+    return {"session_token": totp_session(env, ORG2, M2_FRESH)}
+
+
+REFUSAL_EVENT = {"authenticate_sms_otp": "otp.failed", "authenticate_primary": "otp.refused",
+                 "record_mfa_factor": "otp.refused"}
+MISMATCH = "member_session_member_id_mismatch"
+FOREIGN_ORG = "invalid_intermediate_session_token_for_organization"
+
+
+def _token_endpoint_cases(endpoint: str, victim: str) -> list[tuple[str, str, TokenMaker, str]]:
+    return [
+        (endpoint, UNKNOWN_MEMBER, _attackers_ist, "member_not_found"),
+        (endpoint, M_INVITED, _attackers_ist, "action_available_only_for_active_members"),
+        (endpoint, victim, _attackers_ist, MISMATCH),
+        (endpoint, victim, _attackers_session, MISMATCH),
+        (endpoint, victim, _other_organizations_ist, FOREIGN_ORG),
+        (endpoint, victim, _other_organizations_session, MISMATCH),
+    ]
+
+
+UNIFORM_OTHER_ENDPOINTS: list[tuple[str, str, TokenMaker, str]] = [
+    *_token_endpoint_cases("authenticate_sms_otp", M_VERIFIED),
+    *_token_endpoint_cases("record_mfa_factor", M_TOTP),
+    ("authenticate_primary", UNKNOWN_MEMBER, _no_token, "member_not_found"),
+    ("authenticate_primary", M_INVITED, _no_token, "action_available_only_for_active_members"),
+    ("authenticate_primary", M_VERIFIED, _attackers_session, MISMATCH),
+    ("authenticate_primary", M_VERIFIED, _other_organizations_session, MISMATCH),
+]
+
+
+def _endpoint_call(env: Env, endpoint: str, member_id: str, tokens: dict[str, str]) -> Callable[[], object]:
+    f = env.flow
+    if endpoint == "authenticate_sms_otp":
+        return lambda: f.authenticate_sms_otp(ORG, member_id, "123456", **tokens)
+    if endpoint == "record_mfa_factor":
+        return lambda: f.record_mfa_factor(ORG, member_id, "totp", **tokens)
+    assert endpoint == "authenticate_primary"
+    return lambda: f.authenticate_primary(ORG, member_id, "email_magic_link", **tokens)
+
+
+def _case_id(case: tuple[str, str, TokenMaker, str]) -> str:
+    endpoint, member_id, tokens, precise = case
+    return f"{endpoint}-{member_id}-{tokens.__name__.strip('_')}-{precise}"
+
+
+@pytest.mark.parametrize(("endpoint", "member_id", "tokens", "precise"), UNIFORM_OTHER_ENDPOINTS,
+                         ids=[_case_id(c) for c in UNIFORM_OTHER_ENDPOINTS])
+def test_uniform_refusals_on_the_other_endpoints_report_bad_request_with_precise_reason_in_event(
+    endpoint: str, member_id: str, tokens: TokenMaker, precise: str
+) -> None:
+    env = make_env(Policy.hardened())
+    call = _endpoint_call(env, endpoint, member_id, tokens(env))
+    snapshot = env.flow.get_member(ORG, member_id) if member_id != UNKNOWN_MEMBER else None
+    mark = env.mark()
+    err = expect_error(call, "bad_request")
+    assert err.status_code == 400
+    for text in (str(err), repr(err), err.error_message, str(err.to_dict())):
+        assert precise not in text
+    # The precise reason is in the refusal event, and only there; nothing was sent or changed.
+    assert [(e.name, e.reason, e.organization_id, e.member_id) for e in env.events_since(mark)] == [
+        (REFUSAL_EVENT[endpoint], precise, ORG, member_id)]
+    assert env.sent_since(mark) == []
+    if snapshot is not None:
+        assert env.flow.get_member(ORG, member_id) == snapshot
+    # The body is the send's uniform refusal, to the byte.
+    env_send = make_env(Policy.hardened())
+    send_err = expect_error(lambda: env_send.flow.send_sms_otp(ORG, UNKNOWN_MEMBER), "bad_request")
+    assert (type(err), err.to_dict()) == (type(send_err), send_err.to_dict())
+    # Without the switch the same call answers precisely.
+    env = make_env(Policy())
+    expect_error(_endpoint_call(env, endpoint, member_id, tokens(env)), precise)
+
+
+def test_uniform_refusals_on_authenticate_are_not_counted_against_the_victim() -> None:
+    """An attacker holding the victim's current code but only their own IST gets bad_request every time; the
+    victim's failure counter does not move, and the victim's own login still redeems the code."""
+    env = make_env(Policy.hardened())
+    f = env.flow
+    victim_ist = primary_ist(env, ORG, M_VERIFIED)  # the automatic send
+    code = env.transport.sent[-1].code
+    attacker = primary_ist(env, ORG, M_FRESH)
+    mark = env.mark()
+    for submitted in [code, wrong_code(code)] * f.policy.lockout_threshold:
+        expect_error(lambda c=submitted: f.authenticate_sms_otp(ORG, M_VERIFIED, c,
+                                                                intermediate_session_token=attacker),
+                     "bad_request")
+    assert {(e.name, e.reason) for e in env.events_since(mark)} == {("otp.failed", MISMATCH)}
+    assert f.get_member(ORG, M_VERIFIED).is_locked is False
+    res = f.authenticate_sms_otp(ORG, M_VERIFIED, code, intermediate_session_token=victim_ist)
+    assert res.session_token
+    assert res.member_id == M_VERIFIED
 
 
 def test_uniform_refusals_keep_other_errors_precise() -> None:

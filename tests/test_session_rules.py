@@ -222,6 +222,71 @@ def test_step_up_totp_only_member_completed_by_record_mfa_factor(
     assert mfa.authenticate_session(session_token=token).step_up_required is False
 
 
+@pytest.mark.parametrize(
+    ("member_fields", "org_fields"),
+    [
+        pytest.param({"totp_registration_id": TOTP},
+                     {"mfa_methods": "RESTRICTED", "allowed_mfa_methods": ("totp",)}, id="org-restricts-to-totp"),
+        pytest.param({"totp_registration_id": TOTP, "default_mfa_method": "totp"}, {}, id="default-method-totp"),
+    ],
+)
+def test_step_up_without_sms_conditions_reports_without_send_for_member_with_verified_phone(
+    flow: FlowFactory, setup_member: Setup, transport: FakeTransport, clock: FakeClock, events: list[Event],
+    member_fields: dict[str, Any], org_fields: dict[str, Any],
+) -> None:
+    """§6.10: a verified phone alone does not start a step-up send; the SMS conditions of §6.8 must hold."""
+    mfa = flow()
+    member = setup_member(mfa, org=org_fields, **member_fields)
+    assert (member.mfa_phone_number, member.mfa_phone_number_verified, member.is_breakglass) == (PHONE, True, False)
+    r = mfa.authenticate_primary(ORG, MEMBER, "email_magic_link")
+    assert r.mfa_required is not None
+    assert r.mfa_required.secondary_auth_initiated is None
+    token = mfa.record_mfa_factor(ORG, MEMBER, "totp", intermediate_session_token=r.intermediate_session_token)\
+        .session_token
+    assert transport.sent == []
+    mark = len(events)
+    for idle in (1801, 10):  # and a repeated call sends nothing either
+        check = check_after(mfa, clock, token, idle)
+        assert_check(check, step_up=True, initiated=None)
+    assert transport.sent == []
+    new = names(events[mark:])
+    assert "session.step_up_required" in new
+    assert "otp.sent" not in new
+    # the caller verifies TOTP itself and completes the step-up
+    res = mfa.record_mfa_factor(ORG, MEMBER, "totp", session_token=token)
+    assert res.session_token == token
+    assert mfa.authenticate_session(session_token=token).step_up_required is False
+    assert transport.sent == []
+
+
+def test_send_limit_counts_the_step_up_send(
+    member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock, events: list[Event]
+) -> None:
+    """§6.7: every send counts, step-up included: the login's automatic send and the step-up send fill a
+    per-member limit of 2, so an explicit send within the window is refused."""
+    mfa = member_flow(send_limit_per_member=(2, 600), resend_cooldown=0, inactivity_timeout=60)
+    token = sms_session(mfa, transport)  # t0: the automatic send (1 of 2)
+    check = check_after(mfa, clock, token, 61)  # t0 + 61: the step-up send (2 of 2)
+    assert_check(check, step_up=True, initiated="sms_otp")
+    assert len(transport.sent) == 2
+    step_up_code = transport.sent[-1].code
+    clock.advance(10)  # t0 + 71: no cooldown in the way
+    mark = len(events)
+    e = err(mfa.send_sms_otp, ORG, MEMBER, session_token=token)
+    assert (e.error_type, e.status_code) == ("too_many_requests", 429)
+    assert len(transport.sent) == 2
+    assert refusals(events[mark:]) == ["too_many_requests"]
+    # the refused send superseded nothing: the step-up code still completes the step-up
+    res = mfa.authenticate_sms_otp(ORG, MEMBER, step_up_code, session_token=token)
+    assert res.session_token == token
+    # the window slides: at t0 + 600 the automatic send has left it, the step-up send has not
+    clock.advance(600 - 71)
+    mfa.send_sms_otp(ORG, MEMBER, session_token=token)
+    assert len(transport.sent) == 3
+    e = err(mfa.send_sms_otp, ORG, MEMBER, session_token=token)
+    assert e.error_type == "too_many_requests"
+
+
 def test_step_up_session_does_not_skip_mfa_in_primary_auth(
     member_flow: FlowFactory, transport: FakeTransport, clock: FakeClock
 ) -> None:
