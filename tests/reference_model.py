@@ -2,7 +2,8 @@
 
 It imports nothing from mfa_flow. It covers what the stateful test drives (spec §5 order of checks, §6.2
 phone resolution in link-on-send mode, §6.4 token rules, §6.5 codes, §6.6 lock, §6.7 limits, §6.8 the
-automatic send, §6.9 success, §6.11 delivery outcomes) under the default ``Policy()``. Tokens are small
+automatic send, §6.9 success, §6.10 the inactivity step-up, §6.11 delivery outcomes) under the default
+``Policy()``. Tokens are small
 integer handles; the test maps them to the library's token strings. Codes are not generated here: the test
 reads the code the transport received and hands it to the model, which only decides whether a submission
 matches it.
@@ -18,6 +19,7 @@ SESSION_TTL = 60 * 60.0  # default session_duration_minutes = 60
 MAX_ATTEMPTS_PER_CODE = 5
 LOCKOUT_THRESHOLD = 10
 LOCKOUT_DURATION = 3600.0
+INACTIVITY_TIMEOUT = 1800.0
 SEND_LIMIT_COUNT, SEND_LIMIT_WINDOW = 5, 600.0  # per member and per phone number
 PRIMARY_METHODS = frozenset({"email_magic_link", "sso", "oauth", "password", "email_otp", "discovery"})
 
@@ -49,6 +51,7 @@ class Token:
     member_id: str
     expires_at: float
     factors: frozenset[str]
+    last_accessed: float  # sessions: §6.10 inactivity is measured from here
     consumed: bool = False
 
 
@@ -58,7 +61,8 @@ class Outcome:
     sent_to: str | None = None  # an admitted send: the transport was called with this destination
     recorded: bool = False  # ... and the message was recorded (delivered, or outcome unknown)
     token: int | None = None  # the IST or session the call issued (or, for a step-up, kept)
-    secondary: str | None = None  # secondary_auth_initiated of a primary authentication
+    secondary: str | None = None  # secondary_auth_initiated of a primary authentication or a session check
+    step_up: bool | None = None  # step_up_required of a session check
 
 
 class RefusedError(Exception):
@@ -101,8 +105,13 @@ class FlowModel:
 
     def _issue(self, kind: str, m: MemberState, ttl: float, factors: frozenset[str]) -> int:
         handle = len(self.tokens)
-        self.tokens[handle] = Token(kind, m.member_id, self.now + ttl, factors)
+        self.tokens[handle] = Token(kind, m.member_id, self.now + ttl, factors, last_accessed=self.now)
         return handle
+
+    def needs_step_up(self, t: Token) -> bool:
+        """§6.10: a session idle strictly longer than the timeout, of a member with an active MFA factor."""
+        return (t.kind == "session" and self.now - t.last_accessed > INACTIVITY_TIMEOUT
+                and self.active_factor(self.members[t.member_id]))
 
     # -- shared checks ----------------------------------------------------------------------------------
     def _token(self, m: MemberState, ist: int | None, session: int | None) -> int | None:
@@ -207,10 +216,11 @@ class FlowModel:
         return dest, token, link
 
     def _factor_bearing(self, m: MemberState, handle: int) -> bool:
-        """A token carrying an active factor of this member (sessions of such members never need a step-up
-        in the scenarios the test drives: factor-bearing sessions only exist for verified-phone members)."""
-        factors = self.tokens[handle].factors
-        return ("sms" in factors and bool(m.phone) and m.verified) or ("totp" in factors and m.totp)
+        """A token carrying an active factor of this member and not needing a step-up (§6.4, §6.10)."""
+        t = self.tokens[handle]
+        if self.needs_step_up(t):
+            return False
+        return ("sms" in t.factors and bool(m.phone) and m.verified) or ("totp" in t.factors and m.totp)
 
     def authenticate(
         self, member_id: str, submitted: object, ist: int | None, session: int | None
@@ -220,15 +230,54 @@ class FlowModel:
             token = self._authenticate_checks(m, submitted, ist, session)
         except RefusedError as exc:
             return Outcome(error=exc.error_type)
+        t = self.tokens[token]
+        step_up = self.needs_step_up(t)  # judged when the token is checked, before this success changes m
         m.code, m.failures, m.verified = None, 0, True  # §6.9
         if self.required_for_all:
             m.enrolled = True
-        t = self.tokens[token]
         if t.kind == "ist":
             t.consumed = True
             return Outcome(token=self._issue("session", m, SESSION_TTL, t.factors | {"sms"}))
         t.factors |= {"sms"}
-        return Outcome(token=token)
+        if step_up:  # §6.10: a successful step-up sets last_accessed_at = now (expires_at unchanged)
+            t.last_accessed = self.now
+        return Outcome(token=token, step_up=step_up)
+
+    def check_session(self, session: int | None, code: str | None, *, jwt: bool = False) -> Outcome:
+        """``authenticate_session``: exactly one token, no JWT, a known unexpired session (rules.md), then
+        §6.10. ``session`` is a model handle (an IST's handle, or one never issued, is not a session)."""
+        if session is None and not jwt:
+            return Outcome(error="no_session_arguments")
+        if session is not None and jwt:
+            return Outcome(error="too_many_session_arguments")
+        if jwt:
+            return Outcome(error="unable_to_parse_session_jwt")
+        t = self.tokens.get(session)  # type: ignore[arg-type]
+        if t is None or t.kind != "session" or self.now >= t.expires_at:
+            return Outcome(error="session_not_found")
+        m = self.members[t.member_id]
+        if not self.needs_step_up(t):
+            t.last_accessed = self.now
+            return Outcome(token=session, step_up=False)
+        # It needs a step-up: last_accessed is left alone. A locked member is told so and sent nothing (the
+        # lock killed any live code, §6.6). A live code bound to this session is its step-up code: nothing
+        # more is sent and the code is reported. Otherwise the SMS conditions of §6.8 (a linked phone; SMS is
+        # allowed and no other default method in the test's organization) decide the automatic send, which
+        # passes the destination checks and the limits like every send and is bound to the session.
+        if self.locked(m):
+            return Outcome(token=session, step_up=True)
+        live = self.live_code(m)
+        if live is not None and live.token == session:
+            return Outcome(token=session, step_up=True, secondary="sms_otp")
+        if not m.phone or m.phone in self.refused_destinations:
+            return Outcome(token=session, step_up=True)
+        try:
+            self._check_limits(m, m.phone)
+        except RefusedError:
+            return Outcome(token=session, step_up=True)
+        sent = self._admit(m, m.phone, session, code, link=False)
+        return Outcome(token=session, step_up=True, sent_to=sent.sent_to, recorded=sent.recorded,
+                       secondary="sms_otp" if sent.error is None else None)
 
     def _authenticate_checks(
         self, m: MemberState, submitted: object, ist: int | None, session: int | None
@@ -254,5 +303,6 @@ class FlowModel:
             m.code = None  # dead
         if m.failures >= LOCKOUT_THRESHOLD:  # the same failure may also kill the code; the lock answers
             m.locked_until = self.now + LOCKOUT_DURATION
+            m.code = None  # §6.6 (docs/rules.md): the lock kills the live code
             raise RefusedError("user_lock_limit_reached")
         raise RefusedError("otp_code_not_found")

@@ -1,10 +1,11 @@
 """P1: a Hypothesis state machine drives MfaFlow and the reference model side by side.
 
-One organization with 2-3 members (verified phone, unverified phone, no phone, TOTP only). Rules: primary
-authentication (IST + automatic send), explicit sends (linked / other member's / new / refused phones, in
-several renderings; IST / session / none / other member's / forged / two tokens), submissions (current,
-previous, other member's, random, at the exact expiry instant, bursts of wrong codes), clock steps,
-transport failures.
+One organization with 2-3 members (verified phone, unverified phone, no phone, TOTP only), plus pairs of
+phoneless members put in mid-run to pump one number. Rules: primary authentication (IST + automatic send),
+explicit sends (linked / other member's / new / refused phones, in several renderings; IST / session / none /
+other member's / forged / two tokens), submissions (current, previous, other member's, random, at the exact
+expiry instant, bursts of wrong codes), authenticate_session after idle time (the §6.10 step-up, its automatic
+code, its completion, a lock in between) and with bad arguments, clock steps, transport failures.
 
 All clock steps are multiples of 7 s, so no call ever lands exactly on an IST, session, lock or send-window
 boundary (120, 600, 3600 are not multiples of 7): only the code-expiry rule visits a boundary, the one the
@@ -31,6 +32,8 @@ ORG = "organization-test-1"
 MEMBER_IDS = ("member-test-0", "member-test-1", "member-test-2")
 HOME_PHONES = ("+14155550100", "+14155550101", "+16135550102")
 NEW_PHONES = ("+14155550131", "+16135550132")
+PUMPED_PHONES = ("+14155550141", "+16135550142", "+14155550143")  # only one_number_many_members sends to them
+PUMP_PREFIX = "member-pump-"  # the members one_number_many_members puts in
 REFUSED_PHONES = {"+19005550123": "invalid_phone_number", "+18765550123": "invalid_phone_number_country_code"}
 FORGED_TOKEN = "forged-token-never-issued-0000000000000000000"
 LATTICE = 7
@@ -119,6 +122,7 @@ class FlowMachine(RuleBasedStateMachine):
         self.was_locked: dict[str, bool] = {}
         self.passed: list[str] = []  # forged tokens passed in the current call
         self.succeeded: set[str] = set()  # members with a success since the last invariant check
+        self.bound_to: dict[int, str | None] = {}  # id() of a recorded message -> the token of its call
         self.log = LogRecorder()
         self.logger = logging.getLogger("mfa_flow")
         self.log_level = self.logger.level
@@ -246,6 +250,12 @@ class FlowMachine(RuleBasedStateMachine):
             [(expected.sent_to, member_id, ORG)] if expected.sent_to else [])
         assert len(sent) == (1 if expected.recorded else 0)
 
+    def _bind(self, sent: list[SmsMessage], token: str | None) -> None:
+        """Remember the token (None: no token) of the call that handed each recorded message to the transport:
+        the IST an automatic send issued, the token passed to send, the session of a step-up check."""
+        for message in sent:
+            self.bound_to[id(message)] = token
+
     def _register(self, handle: int | None, value: str) -> None:
         assert handle is not None
         assert value, "an issued token is non-empty"
@@ -270,6 +280,7 @@ class FlowMachine(RuleBasedStateMachine):
         self._agree(expected, None if error is None else error, member_id, attempts, sent, "primary")
         if result is None:
             return
+        self._bind(sent, result.intermediate_session_token)  # the automatic code is bound to the new IST
         assert result.member_id == member_id
         if self.model.tokens[expected.token].kind == "ist":  # type: ignore[index]
             assert result.session_token == ""
@@ -316,16 +327,21 @@ class FlowMachine(RuleBasedStateMachine):
             e164 = NEW_PHONES[int(phone[-1])]
         else:
             e164 = "+19005550123" if phone == "premium" else "+18765550123"
+        self._send_to(member_id, e164, style, tokens, pick)
+
+    def _send_to(self, member_id: str, e164: str | None, style: str, tokens: str, pick: int) -> None:
         raw = None if e164 is None else render(e164, style)
         ist, session, kwargs = self._tokens(member_id, tokens, pick)
-        before = self.model.members[member_id].phone
+        before = self.flow.get_member(ORG, member_id).mfa_phone_number
         _, error = self._call(self.flow.send_sms_otp, ORG, member_id, mfa_phone_number=raw, **kwargs)
         attempts, sent = self._deliveries()
         expected = self.model.send(member_id, e164, ist, session, sent[0].code if sent else None)
         self._agree(expected, error, member_id, attempts, sent, "send")
-        after = self.model.members[member_id].phone
-        # The linked phone changes only when a phoneless member links a number by an admitted send.
-        assert before == after or (not before and after == e164 and expected.recorded)
+        self._bind(sent, kwargs.get("intermediate_session_token") or kwargs.get("session_token"))
+        after = self.flow.get_member(ORG, member_id).mfa_phone_number
+        # The library's linked phone changes only when a phoneless member links a number by a send whose
+        # message the transport recorded (a rejected delivery rolls the link back), and only to that number.
+        assert before == after or (not before and after == e164 and [m.to for m in sent] == [e164])
 
     def _submit(self, member_id: str, code: object, tokens: str, pick: int) -> None:
         ist, session, kwargs = self._tokens(member_id, tokens, pick)
@@ -334,6 +350,8 @@ class FlowMachine(RuleBasedStateMachine):
         live = self.model.live_code(state)
         live_snapshot = None if live is None else (live.value, live.token)
         used = ist if ist is not None else session
+        before = self.flow.get_member(ORG, member_id)
+        seen = len(self.events)
         result, error = self._call(self.flow.authenticate_sms_otp, ORG, member_id, code, **kwargs)
         attempts, sent = self._deliveries()
         expected = self.model.authenticate(member_id, code, ist, session)
@@ -345,14 +363,42 @@ class FlowMachine(RuleBasedStateMachine):
         assert live_snapshot is not None
         assert code == live_snapshot[0]
         assert live_snapshot[1] in (None, used)
+        # The same, read from the library and its transport rather than from the model: the member was not
+        # locked, and the code is the one of the newest message the library handed the transport for this
+        # member, recorded (not rejected), issued with no token or with the very token submitted now.
+        assert not before.is_locked
+        delivered = [m for m in self.transport.attempts if m.member_id == member_id]
+        assert delivered, "a success without any code handed to the transport"
+        newest = delivered[-1]
+        assert any(m is newest for m in self.transport.sent), "the newest delivery to the member was rejected"
+        assert code == newest.code
+        assert self.bound_to[id(newest)] in (None, *kwargs.values())
+        after = self.flow.get_member(ORG, member_id)
+        assert after.mfa_phone_number == newest.to
+        assert after.mfa_phone_number_verified
+        assert not after.is_locked
+        assert after.mfa_enrolled or not self.model.required_for_all
         self.succeeded.add(member_id)
+        # §6.9: the success reset the stored failure counter; a rule may go on to count new failures before the
+        # next invariant check, so the monotonicity baseline restarts here.
+        guard, _ = peek(self.flow, member_id)
+        assert guard is None or guard.failures == 0, guard
+        self.last_failures[member_id] = 0
         assert result.member_id == member_id
         assert result.member_session is not None
         if ist is not None:
             assert result.session_token != self.real[ist], "a fresh session token, never the IST"
             self._register(expected.token, result.session_token)
-        else:
-            assert result.session_token == self.real[session]  # type: ignore[index]
+        else:  # the session keeps its token; a step-up completes (§6.10) exactly when the model says one was due
+            assert session is not None
+            assert result.session_token == self.real[session]
+            t = self.model.tokens[session]
+            assert result.member_session.last_accessed_at.timestamp() == t.last_accessed
+            assert result.member_session.expires_at.timestamp() == t.expires_at
+            names = [e.name for e in self.events[seen:]]
+            assert ("session.step_up_completed" in names) == bool(expected.step_up), names
+            if expected.step_up:
+                event("authenticate: step-up completed")
 
     @rule(index=member_index, which=st.sampled_from(["current", "current", "previous", "other", "random"]),
           tokens=submit_token_choice, pick=st.integers(0, 63), digits=six_digits)
@@ -407,22 +453,136 @@ class FlowMachine(RuleBasedStateMachine):
         if code is not None and code.value is not None:
             self._submit(member_id, code.value, then, 0)
 
-    @rule(rejected=st.integers(1, 4), sends=st.integers(1, 4), phone=st.sampled_from(["new0", "new1"]))
-    def one_number_many_members(self, rejected: int, sends: int, phone: str) -> None:
-        """SMS pumping of one number through two phoneless members: rejected deliveries roll the link back but
-        stay counted, so the per-phone limit (across members) can bite before the per-member one (§6.7)."""
-        free = [m for m, state in self.model.members.items() if not state.phone and not state.totp]
-        if len(free) < 2 or self.model.armed is not None:
-            return
-        first, second = free[:2]
+    def _unlinked_phones(self) -> list[str]:
+        linked = {state.phone for state in self.model.members.values()}
+        return [p for p in (*NEW_PHONES, *PUMPED_PHONES) if p not in linked]
+
+    def _new_phoneless_member(self) -> str:
+        """A member put in the directory mid-run (the trusted admin plane): no phone, no factor, not enrolled."""
+        mid = f"{PUMP_PREFIX}{len(self.model.members)}"
+        self.flow.directory.put_member(Member(mid, ORG, email_address=f"{mid}@example.com"))
+        self.model.members[mid] = MemberState(mid)
+        self.received[mid] = []
+        self.last_failures[mid] = 0
+        self.was_locked[mid] = False
+        return mid
+
+    @precondition(lambda self: self.model.armed is None and bool(self._unlinked_phones())
+                  and sum(m.startswith(PUMP_PREFIX) for m in self.model.members) < 2 * 4)
+    @rule(rejected=st.integers(1, 4), sends=st.integers(1, 5), pick=st.integers(0, 63))
+    def one_number_many_members(self, rejected: int, sends: int, pick: int) -> None:
+        """SMS pumping of one number nobody has linked through two new phoneless members (so no token is
+        needed, §6.4): rejected deliveries roll the link back but stay counted, so the per-phone limit (across
+        members) bites before the per-member one when more than 5 sends reach the number (§6.7). Up to four
+        times per run; the new members then stay in the model, checked by every invariant."""
+        first, second = self._new_phoneless_member(), self._new_phoneless_member()
+        phones = self._unlinked_phones()
+        e164 = phones[pick % len(phones)]
         for _ in range(rejected):
             self.fail_next_delivery("rejected")
-            self._send(first, phone, "e164", "none", 0)
+            self._send_to(first, e164, "e164", "none", 0)
             if self.model.armed is not None:  # the send was refused before delivery: disarm by a delivery
                 break
         for _ in range(sends):
-            self._send(second, phone, "e164", "none", 0)
-        event(f"one number, many members: {len(self.model.phone_sends.get(NEW_PHONES[int(phone[-1])], []))} sends")
+            self._send_to(second, e164, "e164", "none", 0)
+        event(f"one number, many members: {len(self.model.phone_sends.get(e164, []))} sends")
+
+    # -- sessions and the inactivity step-up (§6.10) --------------------------------------------------------
+    def _submit_wrong(self, member_id: str, digits: str, times: int) -> None:
+        """Submit ``times`` codes other than the live one with the member's newest session."""
+        for _ in range(times):
+            live = self.model.members[member_id].code
+            wrong = digits if live is None or digits != live.value else f"{(int(digits) + 1) % 10**6:06d}"
+            self._submit(member_id, wrong, "own_session", 0)
+
+    def _sessions(self) -> list[int]:
+        return sorted(h for h in self.real if self.model.tokens[h].kind == "session")
+
+    def _check_session(self, handle: int | None, kwargs: dict[str, str], *, jwt: bool = False) -> None:
+        """authenticate_session on both sides: the answer, the automatic step-up send (to the session's member,
+        bound to the session), the reported step-up, the session's times, the step-up event."""
+        t = None if handle is None else self.model.tokens.get(handle)
+        member_id = "" if t is None else t.member_id
+        seen = len(self.events)
+        result, error = self._call(self.flow.authenticate_session, **kwargs)
+        attempts, sent = self._deliveries()
+        expected = self.model.check_session(handle, sent[0].code if sent else None, jwt=jwt)
+        self._agree(expected, error, member_id, attempts, sent, "session check")
+        if result is None:
+            return
+        assert t is not None
+        self._bind(sent, kwargs["session_token"])
+        event(f"session check: step_up_required={expected.step_up}, secondary={expected.secondary}")
+        assert result.step_up_required == expected.step_up
+        assert result.secondary_auth_initiated == expected.secondary
+        assert result.member_session.member_id == member_id
+        assert result.member_session.last_accessed_at.timestamp() == t.last_accessed
+        assert result.member_session.expires_at.timestamp() == t.expires_at
+        names = [e.name for e in self.events[seen:]]
+        assert ("session.step_up_required" in names) == expected.step_up, names
+        assert names.count("otp.sent") == (1 if expected.secondary == "sms_otp" and sent else 0), names
+
+    @precondition(lambda self: bool(self._sessions()))
+    @rule(pick=st.integers(0, 63), idle=st.sampled_from([0, 7, 63, 1806, 1806, 1813, 3605]))
+    def session_check(self, pick: int, idle: int) -> None:
+        """authenticate_session on any session issued so far (any member's), after some idle time."""
+        self._advance(idle)
+        sessions = self._sessions()
+        handle = sessions[pick % len(sessions)]
+        self._check_session(handle, {"session_token": self.real[handle]})
+
+    @rule(kind=st.sampled_from(["none", "jwt", "session_and_jwt", "forged", "ist"]), pick=st.integers(0, 63))
+    def session_check_refused(self, kind: str, pick: int) -> None:
+        """authenticate_session without exactly one session token: no_session_arguments,
+        too_many_session_arguments, unable_to_parse_session_jwt, session_not_found (an IST is not a session)."""
+        jwt = FORGED_TOKEN.replace("token", "jwt")
+        if kind == "none":
+            self._check_session(None, {})
+        elif kind == "jwt":
+            self._check_session(None, {"session_jwt": jwt}, jwt=True)
+        elif kind == "session_and_jwt" and self._sessions():
+            handle = self._sessions()[pick % len(self._sessions())]
+            self._check_session(handle, {"session_token": self.real[handle], "session_jwt": jwt}, jwt=True)
+        elif kind == "ist" and any(self.model.tokens[h].kind == "ist" for h in self.real):
+            ists = sorted(h for h in self.real if self.model.tokens[h].kind == "ist")
+            self._check_session(ists[pick % len(ists)], {"session_token": self.real[ists[pick % len(ists)]]})
+        else:
+            self._check_session(-1, {"session_token": FORGED_TOKEN})
+
+    @rule(index=member_index, idle=st.sampled_from([1806, 1806, 1813, 1799, 7]),
+          then=st.sampled_from(["right_code", "right_code", "check_again", "other_token", "wrong_code", "lock"]),
+          digits=six_digits)
+    def login_idle_step_up(self, index: int, idle: int, then: str, digits: str) -> None:
+        """A login (primary authentication and its code, or a session at once when MFA is not owed), idle time
+        (1799 s and 1806 s bracket the 1800 s timeout; no call lands on it), authenticate_session (a step-up and
+        its automatic code when the member has an active factor), then: the step-up code with the session, a
+        repeated check (nothing more is sent while the code is live), the code with another token of the member
+        (a wrong code), a wrong code, or wrong codes and checks until the member is locked (the check then
+        reports the step-up and sends nothing); then a last check."""
+        member_id = self._member(index)
+        self._primary(member_id)
+        code = self.model.members[member_id].code
+        if code is not None and code.value is not None:
+            self._submit(member_id, code.value, "bound", 0)
+        handle = self._latest(member_id, "session")
+        if handle is None:
+            return  # no session (a refused or failed login, or a lock): nothing to step up
+        self._advance(idle)
+        self._check_session(handle, {"session_token": self.real[handle]})
+        step_up = self.model.members[member_id].code
+        bound_here = step_up is not None and step_up.token == handle and step_up.value is not None
+        if then == "check_again":
+            self._check_session(handle, {"session_token": self.real[handle]})
+        elif then == "lock":
+            for _ in range(3):  # 5 wrong codes kill a code, the next check sends another; 10 failures lock
+                self._submit_wrong(member_id, digits, 5)
+                self._check_session(handle, {"session_token": self.real[handle]})
+        elif then == "wrong_code" or not bound_here:
+            self._submit_wrong(member_id, digits, 1)
+        else:
+            assert step_up is not None
+            self._submit(member_id, step_up.value, "own_session" if then == "right_code" else "other_own", 0)
+        self._check_session(handle, {"session_token": self.real[handle]})
 
     @rule(index=member_index)
     def submit_at_expiry_instant(self, index: int) -> None:
