@@ -4,7 +4,7 @@ Your application picks a ``Policy`` (here ``Policy.hardened()``); these tests pi
 for your members, so a later change of policy shows up as a failing test. ``FakeClock`` moves time without
 sleeping and ``FakeTransport`` records every SMS, which is how a test reads a code.
 
-    python -m pytest examples/policy_unit_test.py -q
+    python3 -m pytest examples/policy_unit_test.py -q
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ waits until that code is entered.
 It runs unattended: ``FakeClock`` moves time on command and ``FakeTransport`` records the SMS so the "member"
 can read the code from their "phone". In production, pass your SMS gateway as ``transport=`` and no clock.
 
-    python examples/step_up.py
+    python3 examples/step_up.py
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -97,8 +98,9 @@ def test_demo_events_show_data_but_not_the_member(capsys: pytest.CaptureFixture[
     assert "member=" not in out
 
 
-def test_demo_via_python_dash_m(tmp_path: Path) -> None:
-    """A real process: exit 0, the steps and events on stdout, and no token in either stream."""
+def recording_tokens(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """An environment whose Python processes append every token ``secrets.token_urlsafe`` makes to a file
+    (through a ``sitecustomize`` on PYTHONPATH), and that file."""
     minted = tmp_path / "tokens.txt"
     (tmp_path / "sitecustomize.py").write_text(
         "import os, secrets\n"
@@ -112,10 +114,38 @@ def test_demo_via_python_dash_m(tmp_path: Path) -> None:
     )
     env = {**os.environ, "MFA_FLOW_TEST_TOKENS": str(minted),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return env, minted
+
+
+def test_demo_via_python_dash_m(tmp_path: Path) -> None:
+    """A real process: exit 0, the steps and events on stdout, and no token in either stream."""
+    env, minted = recording_tokens(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "mfa_flow", "demo"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert_complete_demo(proc.stdout, proc.stderr)
+    recorded = minted.read_text().split()
+    assert len(recorded) >= 2  # the sitecustomize hook saw the IST and the session token
+    assert_no_secret(proc.stdout, proc.stderr, recorded)
+
+
+def test_demo_via_the_installed_console_script(tmp_path: Path) -> None:
+    """The ``mfa-flow`` entry point of pyproject.toml, as pip installed it (the test command installs the
+    package with ``pip install -e``, so it must be on PATH): exit 0, the complete demo, no token shown."""
+    script = shutil.which("mfa-flow")
+    assert script is not None, "the mfa-flow console script is not on PATH: is the package pip-installed?"
+    env, minted = recording_tokens(tmp_path)
+    version = subprocess.run([script, "--version"], cwd=tmp_path, env=env, capture_output=True, text=True,  # noqa: S603 - the installed entry point, fixed arguments
+                             timeout=120, check=False)
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.strip() == f"mfa-flow {mfa_flow.__version__}"  # this checkout's package
+    proc = subprocess.run([script, "demo"], cwd=tmp_path, env=env, capture_output=True, text=True,  # noqa: S603 - same
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert_complete_demo(proc.stdout, proc.stderr)
+    assert "[3] A wrong code" in proc.stdout
+    assert "refused  otp_code_not_found (404)" in proc.stdout
+    assert "Done:" in proc.stdout
     recorded = minted.read_text().split()
     assert len(recorded) >= 2  # the sitecustomize hook saw the IST and the session token
     assert_no_secret(proc.stdout, proc.stderr, recorded)
