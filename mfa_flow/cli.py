@@ -2,6 +2,7 @@
 
     mfa-flow demo [--interactive]     a complete login with SMS MFA and an inactivity step-up
     mfa-flow diagram [--machine NAME] the state machines as mermaid text
+    mfa-flow serve ...                a local server that answers as Stytch's B2B SMS OTP API
     mfa-flow --version
 
 The demo runs on the embedded defaults with a fake clock (so 31 minutes of inactivity pass at once) and
@@ -16,16 +17,18 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from mfa_flow._version import __version__
-from mfa_flow.errors import MfaError
+from mfa_flow.errors import ConfigurationError, MfaError
 from mfa_flow.events import Event
 from mfa_flow.flow import MfaFlow
 from mfa_flow.machine import TABLES
 from mfa_flow.phone import mask_phone
 from mfa_flow.records import Member, Organization
 from mfa_flow.results import AuthenticateResult, MemberSession
+from mfa_flow.stores import AsyncStore
 from mfa_flow.testing import FakeClock
 from mfa_flow.transports import ConsoleGateway, SmsMessage
 
@@ -317,6 +320,55 @@ def _diagram(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+EMULATOR_EXTRA = "python3 -m pip install 'mfa_flow[emulator]'"
+
+
+def _serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        from mfa_flow.emulator import create_app
+        from mfa_flow.emulator.server import serve
+    except ImportError as exc:
+        err.write(f"{PROG} serve: needs the emulator extra ({exc.name or 'a dependency'} is not installed): "
+                  f"{EMULATOR_EXTRA}\n")
+        return EXIT_USAGE
+    try:
+        store, secret_key = _store(args.store, args.secret_key_file)
+        app = create_app(project_id=args.project_id, secret=args.secret, fixtures=args.fixtures, policy=args.policy,
+                         test_endpoints=args.test_endpoints, store=store, secret_key=secret_key)
+    except MfaError as error:
+        err.write(f"{PROG} serve: {error.error_message}\n")
+        return EXIT_USAGE
+    records = app.state.emulator.fixtures
+    err.write(f"{PROG} serve: project {args.project_id}: {len(records.organizations)} organization(s), "
+              f"{len(records.members)} member(s), store {'memory' if store is None else repr(store)}\n")
+    if args.test_endpoints:
+        err.write(f"{PROG} serve: test endpoints on, without authentication: GET /_emulator/messages (codes in "
+                  "clear), POST /_emulator/primary_auth, POST /_emulator/clock/advance\n")
+    err.flush()
+    return serve(app, host=args.host, port=args.port, access_log=args.access_log, out=out, err=err)
+
+
+def _store(spec: str | None, key_file: str | None) -> tuple[AsyncStore | None, bytes | None]:
+    """``--store`` and ``--secret-key-file``: the asynchronous store and the key it needs."""
+    key = None
+    if key_file is not None:
+        try:
+            key = Path(key_file).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise ConfigurationError(f"--secret-key-file {key_file}: cannot read it ({exc.strerror})") from None
+    if spec is None or spec == "memory":
+        return None, key
+    if spec.startswith("sqlite:"):
+        from mfa_flow.stores import AsyncSqliteStore
+
+        return AsyncSqliteStore(spec.removeprefix("sqlite:")), key
+    if spec.startswith(("redis://", "rediss://", "unix://")):
+        from mfa_flow.stores import AsyncRedisStore
+
+        return AsyncRedisStore(spec), key
+    raise ConfigurationError(f"--store: must be memory, sqlite:PATH or redis://HOST:PORT/DB, not {spec!r}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -343,6 +395,34 @@ def _parser() -> argparse.ArgumentParser:
     drawing.add_argument("--machine", choices=sorted(TABLES), metavar="NAME",
                          help=f"only this machine: one of {', '.join(sorted(TABLES))} (default: all)")
     drawing.set_defaults(handler=_diagram)
+
+    server = commands.add_parser(
+        "serve",
+        help="run a local server that answers as Stytch's B2B SMS OTP API (needs the emulator extra)",
+        description="A local, Stytch-compatible server for the B2B SMS OTP endpoints, with mfa_flow's rules: "
+                    "point the official stytch SDK at it with environment='http://HOST:PORT'. Once ready it "
+                    "prints 'Listening on http://HOST:PORT' as the first line on stdout; everything else goes to "
+                    "stderr. SIGINT or SIGTERM stops it (exit status 0); a bad file exits with status 2.",
+        epilog=f"Needs the emulator extra: {EMULATOR_EXTRA}",
+    )
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    server.add_argument("--port", type=int, default=8123, help="port to listen on; 0 picks a free one "
+                                                                "(default: 8123)")
+    server.add_argument("--project-id", required=True, metavar="ID", help="the project id clients authenticate with")
+    server.add_argument("--secret", required=True, metavar="S", help="the secret clients authenticate with")
+    server.add_argument("--fixtures", required=True, metavar="FILE",
+                        help="JSON or TOML file of organizations and members")
+    server.add_argument("--policy", metavar="FILE", help="TOML policy file ([policy], optional records)")
+    server.add_argument("--test-endpoints", action="store_true",
+                        help="add the unauthenticated /_emulator/ routes: messages (with codes), primary_auth, "
+                             "clock/advance")
+    server.add_argument("--store", metavar="STORE",
+                        help="memory (default), sqlite:PATH or redis://HOST:PORT/DB; durable stores need "
+                             "--secret-key-file")
+    server.add_argument("--secret-key-file", metavar="FILE",
+                        help="file whose bytes (at least 32; a trailing newline is ignored) key the code HMACs")
+    server.add_argument("--access-log", action="store_true", help="log every request on stderr")
+    server.set_defaults(handler=_serve)
     return parser
 
 
@@ -359,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace, TextIO, TextIO], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_usage(sys.stderr)
-        sys.stderr.write(f"{PROG}: error: a command is required (demo, diagram)\n")
+        sys.stderr.write(f"{PROG}: error: a command is required (demo, diagram, serve)\n")
         return EXIT_USAGE
     try:
         return handler(args, sys.stdout, sys.stderr)

@@ -34,6 +34,7 @@ __all__ = [
     "RequestError",
     "StoreFailure",
     "TokenError",
+    "error_body",
     "error_for",
 ]
 
@@ -70,6 +71,21 @@ ERROR_STATUS: dict[str, int] = {
 }
 
 
+def error_url(status_code: int, error_type: str) -> str:
+    return f"https://stytch.com/docs/api/errors/{status_code}#{error_type}"
+
+
+def error_body(status_code: int, error_type: str, error_message: str, request_id: str) -> dict[str, object]:
+    """Stytch's error body with all five fields (the official SDK drops ``error_type`` when one is missing)."""
+    return {
+        "status_code": status_code,
+        "request_id": request_id,
+        "error_type": error_type,
+        "error_message": error_message,
+        "error_url": error_url(status_code, error_type),
+    }
+
+
 class MfaError(Exception):
     """A refusal, shaped like a Stytch error body."""
 
@@ -84,7 +100,7 @@ class MfaError(Exception):
         self.status_code = ERROR_STATUS[error_type]
         self.error_message = error_message
         self.request_id = request_id
-        self.error_url = f"https://stytch.com/docs/api/errors/{self.status_code}#{error_type}"
+        self.error_url = error_url(self.status_code, error_type)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(error_type={self.error_type!r}, error_message={self.error_message!r})"
@@ -95,13 +111,7 @@ class MfaError(Exception):
 
     def to_dict(self) -> dict[str, object]:
         """Stytch's error body: all five fields, always."""
-        return {
-            "status_code": self.status_code,
-            "request_id": self.request_id or "",
-            "error_type": self.error_type,
-            "error_message": self.error_message,
-            "error_url": self.error_url,
-        }
+        return error_body(self.status_code, self.error_type, self.error_message, self.request_id or "")
 
 
 class ConfigurationError(MfaError, ValueError):
