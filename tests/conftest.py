@@ -16,7 +16,7 @@ from tests.helpers_rules import ORG as ORG_ID
 from tests.helpers_rules import ORG_SLUG, PHONE, FlowFactory
 from tests.helpers_rules import Setup as SetupMember
 
-pytest_plugins = ["tests.redis_server"]
+pytest_plugins = ["tests.redis_server", "tests.emulator_server"]
 
 settings.register_profile("ci", max_examples=200, stateful_step_count=30, deadline=None)
 settings.register_profile("dev", max_examples=25, stateful_step_count=10, deadline=None)
