@@ -1,0 +1,34 @@
+"""examples/twilio_gateway.py runs as shipped: a login through TwilioGateway over a Twilio stand-in, a STOP refusal
+mapped to downstream_carrier_error, and no code, token or full number in what it prints."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "twilio_gateway.py"
+
+
+def test_twilio_gateway_example_runs_as_a_script() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, str(EXAMPLE)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "auth_token='******'" in out
+    assert "Twilio: sent to XXXXXXX0142 (HTTP 201, message SM01" in out
+    assert "code accepted: session issued with factors [password/knowledge, otp/sms]" in out
+    refusal = ("Twilio did not send the SMS to XXXXXXX0143: HTTP 400, Twilio error 21610: "
+               "the recipient opted out with STOP")
+    assert out.count(refusal) == 2  # the automatic send at sign-in, then the explicit resend
+    assert "an explicit resend is refused: downstream_carrier_error (HTTP 502)" in out
+    assert re.search(r"^  delivery\.failed +member=member-bob +phone=XXXXXXX0143 reason=rejected$", out, re.M)
+    assert out.rstrip().endswith("OK: codes went only to the phones; no code, token or credential was printed.")
+    assert not re.search(r"(?<!\d)\d{6}(?!\d)", out), "six digits in a row were printed: a code?"
+    assert "+1415555014" not in out
+    assert "example-auth-token" not in out
