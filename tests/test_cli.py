@@ -44,7 +44,7 @@ def tokens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         minted.append(token)
         return token
 
-    monkeypatch.setattr("mfa_flow._engine.new_token", recording)
+    monkeypatch.setattr("mfa_flow.crypto.new_token", recording)
     return minted
 
 

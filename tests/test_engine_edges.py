@@ -11,7 +11,7 @@ from typing import Any, Self
 
 import pytest
 
-import mfa_flow.flow
+import mfa_flow.engine.calls
 from mfa_flow import AsyncMfaFlow, Event, Member, MfaError, MfaFlow, Organization
 from mfa_flow.crypto import Keyring
 from mfa_flow.errors import CodeRejected, ConfigurationError, error_for
@@ -262,7 +262,7 @@ class CountingGateway:
 
 def losing_flow(monkeypatch: pytest.MonkeyPatch, losses: int, gateway: CountingGateway,
                 events: list[Event]) -> tuple[MfaFlow, LosingStore]:
-    monkeypatch.setattr(mfa_flow.flow, "rerun_delay", lambda attempt: 0.0)  # the back-off is tested elsewhere
+    monkeypatch.setattr(mfa_flow.engine.calls, "rerun_delay", lambda attempt: 0.0)  # the back-off is tested elsewhere
     store = LosingStore(0)
     flow = MfaFlow(clock=FakeClock(), transport=gateway, store=store, events=[events.append])
     flow.directory.put_organization(Organization(ORG, mfa_policy="REQUIRED_FOR_ALL"))

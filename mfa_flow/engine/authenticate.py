@@ -1,0 +1,131 @@
+"""The authenticate endpoint (spec §5 authenticate, §6.5, §6.6, §6.9): the checks in their order, then the
+comparison; a wrong code counts on the code and on the member in one commit, a right one completes MFA."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from mfa_flow import core, machine
+from mfa_flow.crypto import is_code_shaped
+from mfa_flow.engine.context import DELETE, Context, Outcome, Plan, Step
+from mfa_flow.engine.reading import Token, one_token, phone_holder, read_subject, resolve, token_record
+from mfa_flow.engine.sessions import consume_ist, grow_session, new_session
+from mfa_flow.errors import CodeRejected, PolicyRefusal, RateLimited, RequestError
+from mfa_flow.policy import SESSION_MINUTES_RANGE
+from mfa_flow.results import AuthenticateResult
+from mfa_flow.state import CodePhase, Factor, GuardPhase, LoginState, PhoneLink, SessionState, clone, replace
+from mfa_flow.stores import Write
+
+__all__ = ["decide", "plan", "session_minutes"]
+
+
+def plan(ctx: Context, now: float, organization_id: object, member_id: object, code: object, ist: object,
+         session_token: object, session_jwt: object, session_duration_minutes: object, set_mfa_enrollment: object,
+         set_default_mfa: object) -> Plan:
+    token = one_token(ist, session_token, session_jwt, required=True)
+    assert token is not None
+    minutes = None if session_duration_minutes is None else session_minutes(session_duration_minutes)
+    if set_mfa_enrollment is not None and (not isinstance(set_mfa_enrollment, str)
+                                           or set_mfa_enrollment not in ("enroll", "unenroll")):
+        raise RequestError("bad_request", "set_mfa_enrollment: must be 'enroll' or 'unenroll'")
+    if set_default_mfa is not None and not isinstance(set_default_mfa, bool):
+        raise RequestError("bad_request", "set_default_mfa: must be True or False")
+    return partial(decide, ctx, now, organization_id, member_id, token, code, minutes, set_mfa_enrollment,
+                   set_default_mfa)
+
+
+def session_minutes(minutes: object) -> int:
+    low, high = SESSION_MINUTES_RANGE
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not low <= minutes <= high:
+        raise RequestError("invalid_session_duration_minutes",
+                           f"session_duration_minutes: must be an integer within {low}..{high}")
+    return minutes
+
+
+def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token: Token, code_input: object,
+           minutes: int | None, enrollment: str | None, set_default: bool | None, _verdict: object) -> Step:
+    org, base = yield from resolve(ctx, org_ref, member_ref)                      # 2
+    policy = ctx.policy
+    sub, got = yield from read_subject(org, base, now, token)
+    record = token_record(ctx, got, sub, token, now)                              # 3
+    digest = token.digest
+    core.check_lock(sub.guard)                                                    # 4
+    member = sub.member
+    core.check_methods(org, member)                                               # 4b
+    code = sub.code
+    oid, mid = org.organization_id, base.member_id
+    if code.state is not CodePhase.SENT:                                          # 5
+        raise CodeRejected("unable_to_auth_otp_code",
+                           "code: the member has no live code (none sent, expired, used, or too many attempts)")
+    matched = (                                                                   # 6
+        is_code_shaped(code_input)
+        and code.bound_to in ("", digest)
+        # `is True`: only a real yes matches; a truthy non-bool from a provider fails closed
+        and ctx.provider.verify(code.code_id, code_input, code.digest) is True  # type: ignore[arg-type]
+    )
+    out = Outcome()
+    code = clone(code)
+    if not machine.fire(machine.CODE, "verify", code, matched=matched):
+        guard = clone(sub.guard)
+        machine.fire(machine.CODE, "reject", code, max_attempts=policy.max_attempts_per_code)
+        machine.fire(machine.GUARD, "fail", guard, now=now, threshold=policy.lockout_threshold,
+                     lock_for=policy.lockout_duration)
+        ctx.note(out, "otp.failed", now, oid, mid, code.phone, "otp_code_not_found",
+                 attempts=code.attempts, failures=guard.failures)
+        if guard.state is GuardPhase.LOCKED:
+            machine.fire(machine.CODE, "kill", code)
+            ctx.note(out, "member.locked", now, oid, mid, code.phone,
+                     "user_lock_limit_reached", locked_until=guard.locked_until)
+            out.error = RateLimited("user_lock_limit_reached", "member: locked after too many wrong codes")
+        else:
+            out.error = CodeRejected("otp_code_not_found", "code: wrong code")
+        out.writes[sub.k_code] = Write(code if code.state is CodePhase.SENT else None, code.expires_at)
+        out.writes[sub.k_guard] = Write(guard, guard.locked_until or None)
+        ctx.member_changed(out, sub, sub.overlay, guard, now)
+        return out
+
+    phone = code.phone
+    changes: dict[str, object] = {}  # only what differs from the merged view: a routine login writes none
+    overlay = sub.overlay
+    if overlay.pending_phone == phone and policy.link_phone_on == "verify" and not member.mfa_phone_number:
+        holder, link_key = (yield from phone_holder(ctx, sub, phone))
+        if holder is not None:
+            raise PolicyRefusal("duplicate_member_phone_number",
+                                "mfa_phone_number: linked to another member of the organization")
+        changes.update(phone=phone, pending_phone="", phone_verified=True)
+        out.writes[link_key] = Write(PhoneLink(mid))
+        ctx.note(out, "phone.linked", now, oid, mid, phone, verified=True)
+    elif not member.mfa_phone_number_verified and member.mfa_phone_number == phone:
+        changes.update(phone=phone, phone_verified=True)
+    out.writes[sub.k_code] = DELETE
+    enrolled = True if org.mfa_policy == "REQUIRED_FOR_ALL" else (
+        None if enrollment is None else enrollment == "enroll")
+    if enrolled is not None and enrolled != member.mfa_enrolled:
+        changes["enrolled"] = enrolled
+    if set_default and member.default_mfa_method != "sms_otp":
+        changes["default_mfa_method"] = "sms_otp"
+    guard = sub.guard
+    if guard.failures:
+        guard = clone(guard)
+        machine.fire(machine.GUARD, "succeed", guard)
+        out.writes[sub.k_guard] = Write(guard)
+    if changes:
+        overlay = replace(overlay, **changes)
+        out.writes[sub.k_member] = Write(overlay)
+    ctx.note(out, "otp.verified", now, oid, mid, phone, purpose=code.purpose)
+    after = ctx.member_changed(out, sub, overlay, guard, now)
+    factor = Factor(*core.SMS_FACTOR, now, phone)
+    session_token = ""
+    if isinstance(record, LoginState):
+        consume_ist(out, record, token)
+        session_token, session = new_session(
+            ctx, out, sub, (*record.factors, factor), now,
+            minutes if minutes is not None else policy.default_session_minutes)
+    else:
+        assert isinstance(record, SessionState)
+        session_token = token.value
+        session = grow_session(ctx, out, record, digest, factor, now, minutes)
+    out.finish = lambda _: AuthenticateResult(member_id=mid, member=after, organization=org,
+                                              session_token=session_token,
+                                              member_session=core.member_session(session, org))
+    return out

@@ -1,0 +1,47 @@
+"""``record_mfa_factor``: a factor the caller verified itself (TOTP, a recovery code) completes MFA like a code."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from mfa_flow import core
+from mfa_flow.engine.context import Context, Outcome, Plan, Step
+from mfa_flow.engine.reading import Token, one_token, read_subject, resolve, token_record
+from mfa_flow.engine.sessions import consume_ist, grow_session, new_session
+from mfa_flow.errors import RequestError
+from mfa_flow.results import AuthenticateResult
+from mfa_flow.state import Factor, LoginState, SessionState
+
+__all__ = ["decide", "plan"]
+
+
+def plan(ctx: Context, now: float, organization_id: object, member_id: object, factor_type: object, ist: object,
+         session_token: object) -> Plan:
+    if not isinstance(factor_type, str) or factor_type not in core.RECORDED_FACTORS:
+        raise RequestError("bad_request", f"factor_type: must be one of {sorted(core.RECORDED_FACTORS)}")
+    token = one_token(ist, session_token, None, required=True)
+    assert token is not None
+    return partial(decide, ctx, now, organization_id, member_id, token, factor_type)
+
+
+def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token: Token, factor_type: str,
+           _verdict: object) -> Step:
+    org, base = yield from resolve(ctx, org_ref, member_ref)
+    sub, got = yield from read_subject(org, base, now, token)
+    record = token_record(ctx, got, sub, token, now)
+    core.check_lock(sub.guard)
+    factor = Factor(*core.RECORDED_FACTORS[factor_type], now)
+    out = Outcome()
+    if isinstance(record, LoginState):
+        consume_ist(out, record, token)
+        session_token, session = new_session(ctx, out, sub, (*record.factors, factor), now,
+                                             ctx.policy.default_session_minutes)
+    else:
+        assert isinstance(record, SessionState)
+        session_token = token.value
+        session = grow_session(ctx, out, record, token.digest, factor, now, None)
+    member = sub.member
+    out.finish = lambda _: AuthenticateResult(member_id=base.member_id, member=member, organization=org,
+                                              session_token=session_token,
+                                              member_session=core.member_session(session, org))
+    return out

@@ -1,0 +1,197 @@
+"""The send endpoint (spec §5 send, §6.1–§6.7): the checks in their order, then admission.
+
+Admission — counting the send, superseding the previous code, writing the pending code and, in
+link-on-send mode, the link — is committed before the code provider delivers; a delivery the gateway
+surely did not make is undone by :func:`undo_rejected`. The automatic sends of primary authentication and
+of the inactivity step-up go through :func:`admit` too, by :func:`send_automatically`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from functools import partial
+from typing import Any, Final
+
+from mfa_flow import core, machine
+from mfa_flow.crypto import new_id
+from mfa_flow.engine.context import (
+    DELETE,
+    PROBE,
+    Context,
+    Delivery,
+    HookVerdict,
+    NeedHooks,
+    Outcome,
+    Plan,
+    Step,
+    Subject,
+    value,
+)
+from mfa_flow.engine.effects import Effect, Read
+from mfa_flow.engine.reading import Token, one_token, phone_holder, read_subject, resolve, token_record
+from mfa_flow.errors import MfaError, PolicyRefusal
+from mfa_flow.events import SendContext
+from mfa_flow.phone import Phone, check_destination, parse_phone
+from mfa_flow.results import SendResult
+from mfa_flow.state import CodeState, MemberState, PhoneLink, SendWindow, SessionPhase, SessionState, clone, keys
+from mfa_flow.stores import Write
+
+__all__ = ["admit", "decide", "plan", "send_automatically", "undo_rejected"]
+
+_NO_WINDOW: Final = SendWindow()
+
+
+def plan(ctx: Context, now: float, organization_id: object, member_id: object, mfa_phone_number: object,
+         locale: object, ist: object, session_token: object, session_jwt: object) -> Plan:
+    """Step 1, argument shape: the token count, the given number parsed once, the locale."""
+    token = one_token(ist, session_token, session_jwt, required=False)
+    given = None if mfa_phone_number is None else parse_phone(mfa_phone_number)
+    loc = core.check_locale(locale)
+    return partial(decide, ctx, now, organization_id, member_id, token, given, loc)
+
+
+def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token: Token | None,
+           given: Phone | None, locale: str | None, verdict: object) -> Step:
+    org, base = yield from resolve(ctx, org_ref, member_ref)                      # 2
+    sub, got = yield from read_subject(org, base, now, token)
+    record = token_record(ctx, got, sub, token, now)                              # 3
+    kind, digest = (token.kind, token.digest) if token is not None else ("", "")
+    core.check_lock(sub.guard)                                                    # 4
+    member = sub.member
+    core.check_methods(org, member)                                               # 5
+    linked = member.mfa_phone_number                                              # 6
+    link_key = None
+    if linked:
+        if given is None:
+            dest: Phone | str = linked  # parsed with the other destination checks (step 8)
+        elif linked == given.e164:  # the merged view holds the linked number in E.164
+            dest = given
+        else:
+            raise PolicyRefusal("duplicate_member_phone_number_for_member",
+                                "mfa_phone_number: the member already has a different phone number")
+        linking = False
+    elif given is None:
+        raise PolicyRefusal("member_phone_number_not_found",
+                            "mfa_phone_number: the member has no phone number and none was given")
+    else:
+        holder, link_key = (yield from phone_holder(ctx, sub, given.e164))
+        if holder is not None:
+            raise PolicyRefusal("duplicate_member_phone_number",
+                                "mfa_phone_number: linked to another member of the organization")
+        dest, linking = given, True
+    if member.has_active_factor:                                                  # 7
+        if record is None:
+            raise PolicyRefusal("no_associated_session_passed_in",
+                                "a token of the member is required: the member has an active MFA factor")
+        if linking and (
+            (isinstance(record, SessionState) and record.state is not SessionPhase.ACTIVE)
+            or not core.carries_active_factor(record.factors, member)
+        ):
+            raise PolicyRefusal("insufficient_factors",
+                                "linking a phone needs a token carrying the member's existing MFA factor")
+    purpose = "link" if linking else ("step_up" if kind == "session" else "login")
+    out = Outcome()
+    out.delivery = delivery = yield from admit(ctx, verdict, out, sub, now, dest, linking=linking,
+                                               link_key=link_key, bound_to=digest, purpose=purpose,
+                                               locale=locale, automatic=False)
+    after = delivery.member
+    out.finish = lambda _: SendResult(member_id=base.member_id, member=after, organization=org)
+    return out
+
+
+def admit(ctx: Context, verdict: object, out: Outcome, sub: Subject, now: float, dest: Phone | str, *,
+          linking: bool, link_key: str | None, bound_to: str, purpose: str, locale: str | None,
+          automatic: bool) -> Generator[Effect, Any, Delivery]:
+    """Steps 8–10 and admission: destination, hooks, limits, then the writes of an admitted send.
+
+    ``dest`` is a number the caller gave (parsed with the arguments) or the member's linked number,
+    parsed here: a stored number that does not parse is a step-8 refusal, after the token rules."""
+    policy = ctx.policy
+    oid, mid = sub.org.organization_id, sub.base.member_id
+    if isinstance(dest, str):
+        dest = parse_phone(dest, "member.mfa_phone_number")
+    region = check_destination(dest, allowed_regions=policy.allowed_regions,            # 8
+                               unsupported_regions=policy.unsupported_regions,
+                               blocked_number_types=policy.blocked_type_values,
+                               test_numbers=policy.test_numbers)
+    if verdict is not None:                                                             # 9
+        key = (oid, mid, f"{dest.e164}|{purpose}|{bound_to}")
+        if verdict is PROBE or (isinstance(verdict, HookVerdict) and verdict.key != key):
+            context = SendContext(organization=sub.org, member=sub.member, phone_number=dest.e164,
+                                  region=region, locale=locale, purpose=purpose, automatic=automatic, at=now)
+            raise NeedHooks(context, key)
+        assert isinstance(verdict, HookVerdict)
+        if verdict.error is not None:
+            raise verdict.error
+    limits = [("member", keys.window_member(oid, mid), policy.send_limit_per_member),   # 10
+              ("phone", keys.window_phone(dest.e164), policy.send_limit_per_phone)]
+    if policy.send_limit_per_region is not None and region:
+        limits.append(("region", keys.window_region(region), policy.send_limit_per_region))
+    if policy.send_limit_global is not None:
+        limits.append(("global", keys.WINDOW_GLOBAL, policy.send_limit_global))
+    got = yield Read([k for _, k, _ in limits])
+    windows = [(name, value(got, k, SendWindow) if k in got else _NO_WINDOW, limit) for name, k, limit in limits]
+    core.check_limits(policy, now, windows, windows[0][1])
+    for (_, k, (_, seconds)), (_, window, _) in zip(limits, windows, strict=True):   # admit
+        keep = max(seconds, policy.resend_cooldown)
+        out.writes[k] = Write(core.counted(window, now, keep), now + keep)
+    code_id = new_id(8)
+    prepared = ctx.provider.prepare(code_id=code_id, to=dest.e164, locale=locale, organization_id=oid,
+                                    member_id=mid)
+    code = clone(sub.code)
+    machine.fire(machine.CODE, "issue", code, code_id=code_id, digest=prepared.digest, bound_to=bound_to,
+                 purpose=purpose, phone=dest.e164, sent_at=now, expires_at=now + policy.otp_ttl)
+    out.writes[sub.k_code] = Write(code, code.expires_at)
+    undo = None
+    member = sub.member
+    if linking:
+        undo = sub.overlay
+        overlay = clone(sub.overlay)
+        if policy.link_phone_on == "send":
+            overlay.phone, overlay.phone_verified = dest.e164, False
+            assert link_key is not None
+            out.writes[link_key] = Write(PhoneLink(mid))
+            ctx.note(out, "phone.linked", now, oid, mid, dest.e164, verified=False)
+        else:
+            overlay.pending_phone = dest.e164
+            link_key = None
+        out.writes[sub.k_member] = Write(overlay)
+        member = ctx.member_changed(out, sub, overlay, sub.guard, now)
+    return Delivery(prepared, sub, purpose, automatic, undo, link_key, member)
+
+
+def send_automatically(ctx: Context, verdict: object, out: Outcome, sub: Subject, now: float, bound_to: str,
+                       purpose: str, locale: str | None) -> Generator[Effect, Any, None]:
+    """A send nobody asked for (after primary auth, for a step-up): a refusal is reported, not raised."""
+    member = sub.member
+    try:
+        out.delivery = yield from admit(ctx, verdict, out, sub, now, member.mfa_phone_number, linking=False,
+                                        link_key=None, bound_to=bound_to, purpose=purpose, locale=locale,
+                                        automatic=True)
+    except MfaError as refusal:
+        ctx.note(out, "otp.refused", now, sub.org.organization_id, sub.base.member_id,
+                 member.mfa_phone_number, refusal.error_type, purpose=purpose, automatic=True)
+
+
+def undo_rejected(ctx: Context, delivery: Delivery, now: float, _verdict: object = None) -> Step:
+    """Remove the code and the link a rejected send wrote, if they are still the ones it wrote."""
+    sub = delivery.subject
+    wanted = [sub.k_code, sub.k_member] + ([delivery.link_key] if delivery.link_key else [])
+    got = yield Read(wanted)
+    out = Outcome()
+    code = got.get(sub.k_code)
+    if code is not None and isinstance(code.value, CodeState) and code.value.code_id == delivery.prepared.code_id:
+        out.writes[sub.k_code] = DELETE
+    overlay = got.get(sub.k_member)
+    if delivery.undo_overlay is not None and overlay is not None and isinstance(overlay.value, MemberState):
+        current = overlay.value
+        ours = delivery.prepared.message.to
+        if (current.phone == ours and not current.phone_verified) or current.pending_phone == ours:
+            out.writes[sub.k_member] = Write(delivery.undo_overlay)
+            if delivery.link_key and delivery.link_key in got:
+                out.writes[delivery.link_key] = DELETE
+            after = core.merged_member(sub.base, delivery.undo_overlay, sub.guard)
+            if after != core.merged_member(sub.base, current, sub.guard):
+                ctx.note(out, "member.updated", now, sub.org.organization_id,
+                         sub.base.member_id, after.mfa_phone_number, member=after)
+    return out

@@ -1,0 +1,61 @@
+"""``authenticate_session`` (spec §6.10): a fresh session is touched; an idle one needs a step-up, and the
+step-up code goes out automatically when the SMS conditions hold and none is live for this session."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from mfa_flow import core, machine
+from mfa_flow.engine.context import Context, Outcome, Plan, Step, value
+from mfa_flow.engine.effects import Read
+from mfa_flow.engine.reading import Token, one_token, read_subject, resolve
+from mfa_flow.engine.send import send_automatically
+from mfa_flow.errors import TokenError
+from mfa_flow.results import SessionCheck
+from mfa_flow.state import CodePhase, GuardPhase, SessionPhase, SessionState, clone
+from mfa_flow.stores import Write
+
+__all__ = ["decide", "plan"]
+
+
+def plan(ctx: Context, now: float, session_token: object, session_jwt: object) -> Plan:
+    token = one_token(None, session_token, session_jwt, required=True)
+    assert token is not None
+    if token.kind == "jwt":
+        raise TokenError("unable_to_parse_session_jwt", "session_jwt: no JWTs are issued in local mode")
+    return partial(decide, ctx, now, token)
+
+
+def decide(ctx: Context, now: float, token: Token, verdict: object) -> Step:
+    digest, k_session = token.digest, token.key
+    got = yield Read([k_session])
+    record = core.check_session(value(got, k_session, SessionState, None), None, None, now, None, ctx.policy)
+    org, base = yield from resolve(ctx, record.organization_id, record.member_id)
+    sub, _ = yield from read_subject(org, base, now)
+    session = core.settle_idle(record, now, sub.member, ctx.policy)
+    out = Outcome()
+    oid, mid = org.organization_id, base.member_id
+    if session.state is SessionPhase.ACTIVE:
+        session = clone(session)
+        machine.fire(machine.SESSION, "touch", session, now=now)
+        out.writes[k_session] = Write(session, session.expires_at)
+        out.finish = lambda _: SessionCheck(member_session=core.member_session(session, org),
+                                            step_up_required=False)
+        return out
+    if session is not record:
+        out.writes[k_session] = Write(session, session.expires_at)
+    member = sub.member
+    ctx.note(out, "session.step_up_required", now, oid, mid, member.mfa_phone_number)
+    code = sub.code
+    live = code.state is CodePhase.SENT and code.bound_to == digest and code.purpose == "step_up"
+    locked = sub.guard.state is GuardPhase.LOCKED
+    if not live and not locked and ctx.policy.resend_on_inactivity and core.sms_conditions(org, member):
+        yield from send_automatically(ctx, verdict, out, sub, now, digest, "step_up", None)
+
+    def finish(delivered: bool) -> SessionCheck:
+        initiated = live or delivered
+        return SessionCheck(member_session=core.member_session(session, org), step_up_required=True,
+                            secondary_auth_initiated="sms_otp" if initiated else None)
+
+    out.finish = finish
+    return out
