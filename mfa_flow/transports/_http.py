@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from types import TracebackType
@@ -43,6 +43,8 @@ BACKOFF_CAP = 2.0  # no pause is longer
 
 #: Failures where the request surely never reached the provider: the only ones retried.
 CONNECT_ERRORS: tuple[type[httpx.HTTPError], ...] = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+_jitter = secrets.SystemRandom()  # jitter needs no secrecy, but the package never imports random
 
 # Seams for the tests, which record the pauses instead of sleeping through them.
 _sleep: Callable[[float], None] = time.sleep
@@ -112,7 +114,7 @@ def pauses(connect_retries: int) -> Iterator[float]:
     yield 0.0
     for n in range(connect_retries):
         step = min(BACKOFF_CAP, BACKOFF_BASE * 2**n)
-        yield step / 2 + random.uniform(0, step / 2)  # noqa: S311 - jitter, not a secret
+        yield step / 2 + _jitter.uniform(0, step / 2)
 
 
 def auth_for(core: Core, client: httpx.Client | httpx.AsyncClient) -> httpx.Auth | None:
