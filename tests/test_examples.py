@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.emulator_server import require
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -44,3 +47,12 @@ def test_policy_unit_test_example_passes() -> None:
     assert " passed" in proc.stdout
     assert "failed" not in proc.stdout
     assert "error" not in proc.stdout.lower()
+
+
+def test_stytch_emulator_example_passes() -> None:
+    """The user's-eye example: its own fixture starts ``mfa-flow serve`` and the official SDK talks to it."""
+    for module in ("stytch", "starlette", "uvicorn"):
+        require(module)
+    proc = run("-m", "pytest", str(EXAMPLES / "stytch_emulator"), "-q", "-p", "no:cacheprovider")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^3 passed in ", proc.stdout, re.M), proc.stdout
