@@ -3,6 +3,7 @@ reference cycles, and §10's re-runs of a lost compare-and-set."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import pickle
@@ -322,3 +323,31 @@ def test_lost_compare_and_set_never_reruns_a_delivery(monkeypatch: pytest.Monkey
     with pytest.raises(MfaError) as used:
         flow.authenticate_sms_otp(ORG, MEMBER, gateway.attempts[0], intermediate_session_token=ist)
     assert used.value.error_type == "unable_to_auth_otp_code"
+
+
+class AsyncGateway:
+    """An ``async def deliver`` gateway: AsyncMfaFlow must await it, not drop the coroutine."""
+
+    def __init__(self, *, reject: bool = False) -> None:
+        self.sent: list[SmsMessage] = []
+        self.reject = reject
+
+    async def deliver(self, message: SmsMessage) -> None:
+        if self.reject:
+            raise DeliveryRejected("rejected")
+        self.sent.append(message)
+
+
+@pytest.mark.parametrize("reject", [False, True], ids=["delivered", "rejected"])
+def test_async_flow_awaits_an_asynchronous_gateway(reject: bool) -> None:
+    """The local code provider hands the gateway's awaitable back: a delivery that never ran is not reported
+    as sent, and a rejection raised inside the coroutine is seen."""
+    gateway, events = AsyncGateway(reject=reject), []
+    flow = AsyncMfaFlow(clock=FakeClock(), transport=gateway, events=[events.append])
+    flow.directory.put_organization(Organization(ORG, mfa_policy="REQUIRED_FOR_ALL"))
+    flow.directory.put_member(Member(MEMBER, ORG, mfa_phone_number=PHONE, mfa_phone_number_verified=True))
+    result = asyncio.run(flow.authenticate_primary(ORG, MEMBER, "password"))
+    assert result.mfa_required is not None
+    assert result.mfa_required.secondary_auth_initiated == (None if reject else "sms_otp")
+    assert [m.to for m in gateway.sent] == ([] if reject else [PHONE])
+    assert [e.reason for e in events if e.name == "delivery.failed"] == (["rejected"] if reject else [])

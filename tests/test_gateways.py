@@ -760,15 +760,6 @@ def test_import_mfa_flow_does_not_import_httpx() -> None:
 
 
 # ------------------------------------------------------------------------------ through the flow
-# MfaFlow only: AsyncMfaFlow drops an async gateway's delivery today (LocalCodeProvider.deliver does not
-# return the gateway's awaitable), reported to the lead; these tests take ``rig`` once that is fixed.
-
-
-@pytest.fixture
-def sync_rig() -> Iterator[Rig]:
-    made = Rig(asynchronous=False)
-    yield made
-    made.close()
 
 
 def delivered(kind: str) -> Answer:
@@ -779,7 +770,7 @@ def refused(kind: str) -> Answer:
     return twilio_error(21610) if kind == "twilio" else answer(422)
 
 
-def signed_in(rig: Rig, setup_member: Setup, kind: str, *script: Answer) -> tuple[MfaFlow, Provider, list[Event]]:
+def signed_in(rig: Rig, setup_member: Setup, kind: str, *script: Answer) -> tuple[Any, Provider, list[Event]]:
     """A flow over the gateway and the default member (a verified phone, MFA required)."""
     provider = Provider(*script)
     events: list[Event] = []
@@ -789,49 +780,50 @@ def signed_in(rig: Rig, setup_member: Setup, kind: str, *script: Answer) -> tupl
 
 
 @pytest.mark.parametrize("kind", ["twilio", "webhook"])
-def test_login_through_the_gateway(sync_rig: Rig, setup_member: Setup, kind: str) -> None:
-    flow, provider, events = signed_in(sync_rig, setup_member, kind, delivered(kind))
-    primary = flow.authenticate_primary(ORG, MEMBER, "password")
+def test_login_through_the_gateway(rig: Rig, setup_member: Setup, kind: str) -> None:
+    flow, provider, events = signed_in(rig, setup_member, kind, delivered(kind))
+    primary = rig.run(flow.authenticate_primary(ORG, MEMBER, "password"))
     assert primary.mfa_required is not None
     assert primary.mfa_required.secondary_auth_initiated == "sms_otp"
     (request,) = provider.requests
-    done = flow.authenticate_sms_otp(ORG, MEMBER, code_in(kind, request),
-                                     intermediate_session_token=primary.intermediate_session_token)
+    done = rig.run(flow.authenticate_sms_otp(ORG, MEMBER, code_in(kind, request),
+                                             intermediate_session_token=primary.intermediate_session_token))
     assert done.session_token
     assert done.member_session is not None
     assert [f.delivery_method for f in done.member_session.authentication_factors] == ["knowledge", "sms"]
     assert "otp.sent" in names(events)
 
 
-def resend(flow: MfaFlow, ist: str) -> MfaError:
+def resend(rig: Rig, flow: Any, ist: str) -> MfaError:
     with pytest.raises(DeliveryFailed) as caught:
-        flow.send_sms_otp(ORG, MEMBER, intermediate_session_token=ist)
+        rig.run(flow.send_sms_otp(ORG, MEMBER, intermediate_session_token=ist))
     return caught.value
 
 
 @pytest.mark.parametrize("kind", ["twilio", "webhook"])
-def test_flow_discards_the_code_a_gateway_rejected(sync_rig: Rig, setup_member: Setup, kind: str) -> None:
-    flow, provider, events = signed_in(sync_rig, setup_member, kind, delivered(kind), refused(kind))
-    ist = flow.authenticate_primary(ORG, MEMBER, "password").intermediate_session_token
-    error = resend(flow, ist)
+def test_flow_discards_the_code_a_gateway_rejected(rig: Rig, setup_member: Setup, kind: str) -> None:
+    flow, provider, events = signed_in(rig, setup_member, kind, delivered(kind), refused(kind))
+    ist = rig.run(flow.authenticate_primary(ORG, MEMBER, "password")).intermediate_session_token
+    error = resend(rig, flow, ist)
     assert (error.error_type, error.status_code) == ("downstream_carrier_error", 502)
     assert [e.reason for e in events if e.name == "delivery.failed"] == ["rejected"]
     first, second = (code_in(kind, r) for r in provider.requests)
     for code in (second, first):  # the rejected code is gone, and the first one stays superseded
         with pytest.raises(MfaError) as caught:
-            flow.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist)
+            rig.run(flow.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist))
         assert caught.value.error_type == "unable_to_auth_otp_code"
 
 
 @pytest.mark.parametrize("kind", ["twilio", "webhook"])
-def test_flow_keeps_the_code_a_gateway_may_have_sent(sync_rig: Rig, setup_member: Setup, kind: str) -> None:
-    flow, provider, events = signed_in(sync_rig, setup_member, kind, delivered(kind), httpx.ReadTimeout)
-    ist = flow.authenticate_primary(ORG, MEMBER, "password").intermediate_session_token
-    error = resend(flow, ist)
+def test_flow_keeps_the_code_a_gateway_may_have_sent(rig: Rig, setup_member: Setup, kind: str) -> None:
+    flow, provider, events = signed_in(rig, setup_member, kind, delivered(kind), httpx.ReadTimeout)
+    ist = rig.run(flow.authenticate_primary(ORG, MEMBER, "password")).intermediate_session_token
+    error = resend(rig, flow, ist)
     assert (error.error_type, error.status_code) == ("downstream_carrier_error", 502)
     assert [e.reason for e in events if e.name == "delivery.failed"] == ["unknown"]
     assert len(provider.requests) == 2  # never retried
-    done = flow.authenticate_sms_otp(ORG, MEMBER, code_in(kind, provider.requests[1]), intermediate_session_token=ist)
+    done = rig.run(flow.authenticate_sms_otp(ORG, MEMBER, code_in(kind, provider.requests[1]),
+                                             intermediate_session_token=ist))
     assert done.session_token
 
 

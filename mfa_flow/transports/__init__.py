@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Awaitable
 from typing import Protocol, TextIO, runtime_checkable
 
 import attrs
@@ -58,8 +59,9 @@ class SmsMessage:
 
 @runtime_checkable
 class SmsGateway(Protocol):
-    def deliver(self, message: SmsMessage) -> None:
-        """Send it; raise DeliveryRejected or DeliveryUnknown when that failed."""
+    def deliver(self, message: SmsMessage) -> Awaitable[None] | None:
+        """Send it; raise DeliveryRejected or DeliveryUnknown when that failed. An ``async def deliver``
+        (for AsyncMfaFlow) returns an awaitable."""
         ...
 
 
@@ -79,8 +81,8 @@ class CodeProvider(Protocol):
         """Generate a code (no I/O); the flow commits the digest before delivery."""
         ...
 
-    def deliver(self, prepared: PreparedCode) -> None:
-        """Deliver it; raise DeliveryRejected or DeliveryUnknown when that failed."""
+    def deliver(self, prepared: PreparedCode) -> Awaitable[None] | None:
+        """Deliver it; raise DeliveryRejected or DeliveryUnknown when that failed (awaitable for AsyncMfaFlow)."""
         ...
 
     def verify(self, code_id: str, code: str, digest: bytes) -> bool:
@@ -110,8 +112,9 @@ class LocalCodeProvider:
             code_id, self.keyring.sign(code_id, code), SmsMessage(to, code, locale, member_id, organization_id)
         )
 
-    def deliver(self, prepared: PreparedCode) -> None:
-        self.gateway.deliver(prepared.message)
+    def deliver(self, prepared: PreparedCode) -> Awaitable[None] | None:
+        """The gateway's answer, returned: an asynchronous gateway's awaitable is awaited by AsyncMfaFlow."""
+        return self.gateway.deliver(prepared.message)
 
     def verify(self, code_id: str, code: str, digest: bytes) -> bool:
         return self.keyring.verify(code_id, code, digest)
