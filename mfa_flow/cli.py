@@ -358,15 +358,18 @@ def _store(spec: str | None, key_file: str | None) -> tuple[AsyncStore | None, b
             raise ConfigurationError(f"--secret-key-file {key_file}: cannot read it ({exc.strerror})") from None
     if spec is None or spec == "memory":
         return None, key
+    if not spec.startswith(("sqlite:", "redis://", "rediss://", "unix://")):
+        raise ConfigurationError(f"--store: must be memory, sqlite:PATH or redis://HOST:PORT/DB, not {spec!r}")
+    if key is None:  # refused before the store opens (or creates) anything
+        raise ConfigurationError(f"--store {spec}: a durable store needs --secret-key-file (codes must verify "
+                                 "after a restart and across processes)")
     if spec.startswith("sqlite:"):
         from mfa_flow.stores import AsyncSqliteStore
 
         return AsyncSqliteStore(spec.removeprefix("sqlite:")), key
-    if spec.startswith(("redis://", "rediss://", "unix://")):
-        from mfa_flow.stores import AsyncRedisStore
+    from mfa_flow.stores import AsyncRedisStore
 
-        return AsyncRedisStore(spec), key
-    raise ConfigurationError(f"--store: must be memory, sqlite:PATH or redis://HOST:PORT/DB, not {spec!r}")
+    return AsyncRedisStore(spec), key
 
 
 def _parser() -> argparse.ArgumentParser:

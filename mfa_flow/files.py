@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class Fixtures:
             labels = (*(f"organizations[{i}]" for i in range(len(self.organizations))),
                       *(f"members[{i}]" for i in range(len(self.members))))
             object.__setattr__(self, "origins", labels)
+        _check(self.organizations, self.members, self.origins)
 
     def directory(self) -> MemoryDirectory:
         """A new in-memory directory holding these records."""
@@ -51,10 +52,14 @@ class Fixtures:
         return directory
 
     def __add__(self, other: Fixtures) -> Fixtures:
-        """Both files' records, checked together (an id in both is refused, naming both entries)."""
-        n, m = len(self.organizations), len(other.organizations)
-        origins = (self.origins[:n] + other.origins[:m] + self.origins[n:] + other.origins[m:])
-        return _checked(self.organizations + other.organizations, self.members + other.members, origins)
+        """Both sets of records, checked together (an id in both is refused, naming both entries)."""
+        return self._joined(other.organizations, other.members, other.origins)
+
+    def _joined(self, orgs: tuple[Organization, ...], members: tuple[Member, ...],
+                origins: tuple[str, ...]) -> Fixtures:
+        n, m = len(self.organizations), len(orgs)
+        return Fixtures(self.organizations + orgs, self.members + members,
+                        self.origins[:n] + origins[:m] + self.origins[n:] + origins[m:])
 
 
 @attrs.frozen
@@ -68,23 +73,26 @@ class PolicyFile:
 def load_fixtures(source: str | Path | Mapping[str, Any]) -> Fixtures:
     """Records from a JSON or TOML file, or from an already parsed mapping of the same shape."""
     name, data = _read(source)
-    return _fixtures(name, data, allowed=("organizations", "members"))
+    return _fixtures(name, data, allowed=("organizations", "members"), base=Fixtures())
 
 
-def load_policy_file(path: str | Path) -> PolicyFile:
-    """A TOML policy file: ``[policy]`` and optional ``[[organizations]]`` / ``[[members]]``."""
+def load_policy_file(path: str | Path, *, fixtures: Fixtures | None = None) -> PolicyFile:
+    """A TOML policy file: ``[policy]`` and optional ``[[organizations]]`` / ``[[members]]``.
+
+    With ``fixtures``, the file's records join them and are checked together (a member of the file may
+    belong to an organization of the fixtures; an id in both is refused); the result holds them all."""
     name, data = _read(path)
-    fixtures = _fixtures(name, data, allowed=("policy", "organizations", "members"))
+    records = _fixtures(name, data, allowed=("policy", "organizations", "members"), base=fixtures or Fixtures())
     table = data.get("policy")
     if table is None:
-        return PolicyFile(None, fixtures)
+        return PolicyFile(None, records)
     if not isinstance(table, Mapping):
         raise ConfigurationError(f"{name}: policy: must be a table of settings")
     try:
         policy = Policy.from_mapping(table)
     except MfaError as exc:
         raise ConfigurationError(f"{name}: [policy] {exc.error_message}") from None
-    return PolicyFile(policy, fixtures)
+    return PolicyFile(policy, records)
 
 
 def _read(source: str | Path | Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
@@ -116,8 +124,8 @@ def _entries(name: str, data: Mapping[str, Any], key: str) -> Sequence[Any]:
     return entries
 
 
-def _fixtures(name: str, data: Mapping[str, Any], *, allowed: Iterable[str]) -> Fixtures:
-    unknown = sorted(set(data) - set(allowed))
+def _fixtures(name: str, data: Mapping[str, Any], *, allowed: tuple[str, ...], base: Fixtures) -> Fixtures:
+    unknown = [key for key in data if key not in allowed]
     if unknown:
         raise ConfigurationError(f"{name}: unknown section {unknown[0]!r} (expected {', '.join(allowed)})")
     origins: list[str] = []
@@ -131,7 +139,7 @@ def _fixtures(name: str, data: Mapping[str, Any], *, allowed: Iterable[str]) -> 
         return tuple(out)
 
     orgs, members = records("organizations", Organization), records("members", Member)
-    return _checked(orgs, members, tuple(origins))
+    return base._joined(orgs, members, tuple(origins))  # noqa: SLF001 - the class's own helper
 
 
 #: Filled from the lock state by the merged view: a file may only leave them at their defaults.
@@ -172,7 +180,7 @@ def _record(name: str, section: str, index: int, entry: object,
     return where, record
 
 
-def _checked(orgs: tuple[Organization, ...], members: tuple[Member, ...], origins: tuple[str, ...]) -> Fixtures:
+def _check(orgs: tuple[Organization, ...], members: tuple[Member, ...], origins: tuple[str, ...]) -> None:
     seen: dict[str, str] = {}  # every organization reference (id, slug, external id) -> where it is
     for where, org in zip(origins, orgs, strict=False):
         for field in ("organization_id", "organization_slug", "organization_external_id"):
@@ -200,4 +208,3 @@ def _checked(orgs: tuple[Organization, ...], members: tuple[Member, ...], origin
                 raise ConfigurationError(f"{where}: mfa_phone_number: the number is already linked to "
                                          f"{phones[key]} of that organization")
             phones[key] = where
-    return Fixtures(orgs, members, origins)

@@ -654,7 +654,8 @@ def test_serve_refuses_a_durable_store_without_a_secret_key_file(tmp_path: Path,
     done = run_serve("--fixtures", str(write_fixtures(tmp_path)), "--store", store.format(tmp=tmp_path))
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
-    assert "secret_key: required with a durable store" in done.stderr
+    assert "a durable store needs --secret-key-file" in done.stderr
+    assert not (tmp_path / "emulator.db").exists()  # refused before the store created its file
 
 
 def test_serve_refuses_an_unreadable_or_short_secret_key_file(tmp_path: Path) -> None:
@@ -824,3 +825,15 @@ def test_a_restarted_server_keeps_its_sqlite_state(start_emulator: Any, tmp_path
     result = ok(stytch_call(after, "POST", AUTHENTICATE, {"organization_id": ORG, "member_id": ADA, "code": code,
                                                          "intermediate_session_token": ist}))
     assert result["member"]["mfa_enrolled"] is True
+
+
+def test_serve_listens_on_a_tcp_socket_so_asyncio_turns_nagle_off() -> None:
+    """With protocol 0, asyncio leaves Nagle's algorithm on for accepted connections and every answer
+    (headers and body written apart by uvicorn) waits ~40 ms for the client's delayed ACK."""
+    import socket
+
+    from mfa_flow.emulator.server import listening_socket
+
+    with listening_socket("127.0.0.1", 0) as sock:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockname()[1] > 0

@@ -403,3 +403,43 @@ def test_fixtures_added_refuse_the_same_records_twice_naming_both_files(tmp_path
     assert info.value.error_message == (f"{second_path}: organizations[0] (organization_id '{ORG}'): "
                                         f"organization_id: '{ORG}' already names {first_path}: "
                                         f"organizations[0] (organization_id '{ORG}')")
+
+
+# --- a policy file's records joined to fixtures ------------------------------------------------------------
+
+def test_policy_file_members_may_belong_to_an_organization_of_the_fixtures(tmp_path: Path) -> None:
+    fixtures = load_fixtures(write_json(tmp_path, data()))
+    path = write_policy(tmp_path, f'[[members]]\nmember_id = "m-7"\norganization_id = "{ORG}"\n')
+    joined = load_policy_file(path, fixtures=fixtures).fixtures
+    assert joined == Fixtures((Organization(ORG),), (Member("m-7", ORG),))
+    assert joined.origins[-1] == f"{path}: members[0] (member_id 'm-7')"
+
+
+@pytest.mark.parametrize(("toml", "field"), [
+    ('[[members]]\nmember_id = "m-0"\norganization_id = "{org}"\n', "member_id"),
+    ('[[members]]\nmember_id = "m-1"\norganization_id = "{org}"\nmfa_phone_number = "+1 415-555-0101"\n',
+     "mfa_phone_number"),
+], ids=["member_id", "formatted_number"])
+def test_policy_file_records_joined_to_fixtures_refuse_what_the_fixtures_hold(tmp_path: Path, toml: str,
+                                                                            field: str) -> None:
+    fixtures_path = write_json(tmp_path, data(members=[member("m-0", mfa_phone_number=PHONE)]))
+    path = write_policy(tmp_path, toml.format(org=ORG))
+    with pytest.raises(ConfigurationError) as info:
+        load_policy_file(path, fixtures=load_fixtures(fixtures_path))
+    message = info.value.error_message
+    assert message.startswith(f"{path}: members[0]"), message
+    assert f": {field}: " in message
+    assert f"{fixtures_path}: members[0] (member_id 'm-0')" in message
+
+
+def test_fixtures_built_directly_are_checked_too() -> None:
+    """A Fixtures is always consistent, however it was built: create_app accepts one as it is."""
+    with pytest.raises(ConfigurationError, match=r"members\[0\]: organization_id: no organization"):
+        Fixtures((), (Member("m-0", ORG),))
+    with pytest.raises(ConfigurationError, match=r"members\[1\]: member_id: 'm-0' already names members\[0\]"):
+        Fixtures((Organization(ORG),), (Member("m-0", ORG), Member("m-0", ORG)))
+
+
+def test_fixtures_unknown_sections_of_any_key_type_are_refused_by_name() -> None:
+    with pytest.raises(ConfigurationError, match="fixtures: unknown section 1"):
+        load_fixtures({"organizations": [], 1: [], "x": []})

@@ -46,8 +46,8 @@ def create_app(*, project_id: str, secret: str, fixtures: str | Path | Mapping[s
     """
     records = fixtures if isinstance(fixtures, Fixtures) else load_fixtures(fixtures)
     if isinstance(policy, str | Path):
-        policy_file = load_policy_file(policy)
-        records, policy = records + policy_file.fixtures, policy_file.policy
+        policy_file = load_policy_file(policy, fixtures=records)
+        records, policy = policy_file.fixtures, policy_file.policy
     emulator = Emulator(project_id=project_id, secret=secret, fixtures=records, policy=policy, clock=clock,
                         test_endpoints=test_endpoints, store=store, secret_key=secret_key)
     app = Starlette(routes=_routes(emulator), lifespan=_lifespan(emulator),

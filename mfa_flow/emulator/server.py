@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import uvicorn
 
-__all__ = ["serve"]
+__all__ = ["listening_socket", "serve"]
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -64,23 +64,34 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Bound and listening before start-up, so ``--port 0`` can be announced with the port it got."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off only on sockets it knows are TCP, and uvicorn
+    # writes headers and body apart, so with Nagle on every answer waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def serve(app: Any, *, host: str, port: int, access_log: bool = False, out: TextIO | None = None,
           err: TextIO | None = None) -> int:
     """Serve ``app`` on ``host:port`` until SIGINT or SIGTERM; the exit status."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
+        sock = listening_socket(host, port)
     except OSError as exc:
-        sock.close()
         err.write(f"mfa-flow serve: cannot listen on {host}:{port}: {exc.strerror or exc}\n")
         return EXIT_FAILED
     bound = sock.getsockname()[1]
-    url = f"http://[{host}]:{bound}" if family == socket.AF_INET6 else f"http://{host}:{bound}"
+    url = f"http://[{host}]:{bound}" if sock.family == socket.AF_INET6 else f"http://{host}:{bound}"
     config = uvicorn.Config(app, log_config=LOG_CONFIG, access_log=access_log, lifespan="on",
                             timeout_graceful_shutdown=5)
     server = _Server(config, url, out)
