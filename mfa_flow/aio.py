@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
@@ -52,6 +53,10 @@ class AsyncMfaFlow(FlowEngine):
         """Record a primary authentication the caller did; issue an IST or a session (spec §6.8)."""
         return await self._run(self._call("otp.refused", organization_id, member_id, PrimaryAuthResult,
                                           primary.plan, (organization_id, member_id, method, session_token, locale)))
+
+    async def record_primary_auth(self, response: Mapping[str, Any]) -> PrimaryAuthResult:
+        """Stytch mode: record Stytch's primary-auth answer (see ``MfaFlow.record_primary_auth``)."""
+        return await self._run(self._call("otp.refused", "", "", PrimaryAuthResult, primary.record, (response,)))
 
     async def send_sms_otp(self, organization_id: str, member_id: str, *, mfa_phone_number: str | None = None,
                            locale: str | None = None, intermediate_session_token: str | None = None,

@@ -12,7 +12,9 @@ Callers catch by layer::
     ├── RateLimited                           too_many_requests, user_lock_limit_reached
     ├── CodeRejected                          otp_code_not_found, unable_to_auth_otp_code
     ├── DeliveryFailed                        downstream_carrier_error
-    └── StoreFailure                          internal_server_error (fail closed)
+    ├── StoreFailure                          internal_server_error (fail closed)
+    └── ProviderError                         Stytch mode: an error_type outside this table, kept as Stytch said it
+        └── UnexpectedResponse                a 200 from Stytch that cannot be trusted (internal_server_error, 502)
 
 Messages name the field and the problem; they never contain a code or a token.
 """
@@ -30,10 +32,12 @@ __all__ = [
     "MfaError",
     "NotFoundError",
     "PolicyRefusal",
+    "ProviderError",
     "RateLimited",
     "RequestError",
     "StoreFailure",
     "TokenError",
+    "UnexpectedResponse",
     "error_body",
     "error_for",
 ]
@@ -71,7 +75,8 @@ ERROR_STATUS: dict[str, int] = {
 }
 
 
-def error_url(status_code: int, error_type: str) -> str:
+def docs_url(status_code: int, error_type: str) -> str:
+    """Where Stytch documents an error, as its bodies' ``error_url``."""
     return f"https://stytch.com/docs/api/errors/{status_code}#{error_type}"
 
 
@@ -82,7 +87,7 @@ def error_body(status_code: int, error_type: str, error_message: str, request_id
         "request_id": request_id,
         "error_type": error_type,
         "error_message": error_message,
-        "error_url": error_url(status_code, error_type),
+        "error_url": docs_url(status_code, error_type),
     }
 
 
@@ -100,7 +105,7 @@ class MfaError(Exception):
         self.status_code = ERROR_STATUS[error_type]
         self.error_message = error_message
         self.request_id = request_id
-        self.error_url = error_url(self.status_code, error_type)
+        self.error_url = docs_url(self.status_code, error_type)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(error_type={self.error_type!r}, error_message={self.error_message!r})"
@@ -155,6 +160,40 @@ class DeliveryFailed(MfaError):
 
 class StoreFailure(MfaError):
     """The store failed; the call changed nothing it could not undo (fail closed)."""
+
+
+class ProviderError(MfaError):
+    """Stytch refused with an ``error_type`` outside mfa_flow's table, or answered in a way the official SDK
+    would not accept; Stytch's ``status_code``, ``request_id``, ``error_message`` and ``error_url`` are kept."""
+
+    def __init__(self, error_type: str, error_message: str, *, status_code: int = 502,
+                 request_id: str | None = None, error_url: str | None = None) -> None:
+        Exception.__init__(self, f"{error_type}: {error_message}")
+        self.error_type = error_type
+        self.status_code = status_code
+        self.error_message = error_message
+        self.request_id = request_id
+        self.error_url = error_url or docs_url(status_code, error_type)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_provider_error, (type(self), self.error_type, self.error_message, self.status_code,
+                                  self.request_id, self.error_url))
+
+
+class UnexpectedResponse(ProviderError):
+    """A success from Stytch that cannot be trusted: not JSON, a required field missing, or another member or
+    organization than the one asked for. It fails closed; for a send it counts as ``DeliveryUnknown``."""
+
+    def __init__(self, error_message: str, *, request_id: str | None = None) -> None:
+        super().__init__("internal_server_error", error_message, status_code=502, request_id=request_id)
+
+
+def _provider_error(cls: type[ProviderError], error_type: str, error_message: str, status_code: int,
+                    request_id: str | None, url: str) -> ProviderError:
+    error = ProviderError.__new__(cls)
+    ProviderError.__init__(error, error_type, error_message, status_code=status_code, request_id=request_id,
+                           error_url=url)
+    return error
 
 
 _CLASS_OF: dict[str, type[MfaError]] = {

@@ -6,6 +6,7 @@ Every rule lives in ``mfa_flow.engine``; each method here names the module that 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from mfa_flow.engine import (
@@ -49,6 +50,15 @@ class MfaFlow(FlowEngine):
         """Record a primary authentication the caller did; issue an IST or a session (spec §6.8)."""
         return self._run(self._call("otp.refused", organization_id, member_id, PrimaryAuthResult, primary.plan,
                                     (organization_id, member_id, method, session_token, locale)))
+
+    def record_primary_auth(self, response: Mapping[str, Any]) -> PrimaryAuthResult:
+        """Stytch mode: record Stytch's primary-auth answer — the SDK's ``.dict()`` or the raw JSON — which
+        Stytch answered after authenticating the member and, when MFA is owed, texting the first code.
+
+        It refreshes the member view, keeps the IST's digest and the session's record (for the inactivity
+        rule), and counts Stytch's automatic send against the local limits (an exceeded limit is reported in
+        the ``otp.sent`` event, not refused: the SMS has gone)."""
+        return self._run(self._call("otp.refused", "", "", PrimaryAuthResult, primary.record, (response,)))
 
     def send_sms_otp(self, organization_id: str, member_id: str, *, mfa_phone_number: str | None = None,
                      locale: str | None = None, intermediate_session_token: str | None = None,

@@ -41,6 +41,10 @@ def reaches_lockout(ev: Any) -> bool:
     return bool(ev.model.failures + 1 >= ev.kwargs["threshold"])
 
 
+def lockout_reached(ev: Any) -> bool:
+    return bool(ev.model.failures >= ev.kwargs["threshold"])
+
+
 def lock_ended(ev: Any) -> bool:
     return bool(ev.kwargs["now"] >= ev.model.locked_until)
 
@@ -73,6 +77,10 @@ def count_attempt(ev: Any) -> None:
 
 def count_failure(ev: Any) -> None:
     ev.model.failures += 1
+
+
+def uncount_failure(ev: Any) -> None:
+    ev.model.failures = max(0, ev.model.failures - 1)
 
 
 def start_lock(ev: Any) -> None:
@@ -126,6 +134,11 @@ GUARD_TABLE: list[Transition] = [
     {"trigger": "unlock", "source": G.LOCKED, "dest": G.OPEN, "conditions": [lock_ended],
      "after": [reset_failures]},
     {"trigger": "succeed", "source": G.OPEN, "dest": G.OPEN, "after": [reset_failures]},
+    # Stytch mode (§11): an attempt is counted before Stytch judges it, then confirmed wrong or taken back.
+    {"trigger": "count", "source": G.OPEN, "dest": G.OPEN, "before": [count_failure]},
+    {"trigger": "confirm", "source": G.OPEN, "dest": G.LOCKED, "conditions": [lockout_reached],
+     "before": [start_lock]},
+    {"trigger": "uncount", "source": G.OPEN, "dest": G.OPEN, "before": [uncount_failure]},
 ]
 
 LOGIN_TABLE: list[Transition] = [

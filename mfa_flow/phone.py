@@ -26,6 +26,7 @@ __all__ = [
     "mask_phone",
     "normalise_phone_text",
     "parse_phone",
+    "region_of",
 ]
 
 MAX_PHONE_LENGTH = 64
@@ -76,6 +77,11 @@ def parse_phone(raw: object, field: str = "mfa_phone_number") -> Phone:
     except Exception as exc:  # phonenumbers raises more than NumberParseException on hostile input
         raise InvalidPhoneNumber("invalid_phone_number", f"{field}: not a phone number") from exc
     return Phone(e164, number)
+
+
+def region_of(phone: Phone) -> str | None:
+    """The parsed region (``+1 876`` is JM), None when the number has none."""
+    return region_and_type(phone.number)[0]
 
 
 def check_destination(

@@ -156,8 +156,8 @@ def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def asleep(seconds: float) -> None:
         taken.append(seconds)
 
-    monkeypatch.setattr(http_core, "_sleep", taken.append)
-    monkeypatch.setattr(http_core, "_async_sleep", asleep)
+    monkeypatch.setattr(http_core, "sleep", taken.append)
+    monkeypatch.setattr(http_core, "async_sleep", asleep)
     return taken
 
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 import mfa_flow
@@ -19,12 +20,16 @@ from mfa_flow import ConfigurationError, Member, MfaError, MfaFlow, Organization
 from mfa_flow.machine import CODE, GUARD, MACHINES, TABLES, fire
 from mfa_flow.state import CodePhase, CodeState, GuardPhase, GuardState
 from mfa_flow.testing import FakeClock, FakeTransport
+from mfa_flow.transports.stytch import StytchProvider
+from tests.fake_stytch import PROJECT_ID, SECRET, FakeStytch
+from tests.fake_stytch import error as stytch_error
 
 ORG = "organization-test-1"
 MEMBER = "member-test-1"
 PHONE = "+14155550123"
 
 NF, NO_CODE, LOCKED = "otp_code_not_found", "unable_to_auth_otp_code", "user_lock_limit_reached"
+INTERNAL = "internal_server_error"
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -188,6 +193,47 @@ def guard_succeed() -> object:
     return (*answers, *w.wrongs(1, ist), w.locked())
 
 
+class StytchWorld:
+    """Stytch mode: the same member behind a scripted Stytch (Stytch judges the codes, the flow counts)."""
+
+    def __init__(self, **policy: Any) -> None:
+        self.stytch = FakeStytch(Organization(ORG, organization_slug="acme", mfa_policy="REQUIRED_FOR_ALL"),
+                                 Member(MEMBER, ORG, mfa_phone_number=PHONE, mfa_phone_number_verified=True))
+        self.flow = MfaFlow(clock=FakeClock(), policy=Policy(**policy),
+                            transport=StytchProvider(PROJECT_ID, SECRET, client=self.stytch.client()))
+
+    def auths(self, *answers: Any) -> list[str]:
+        self.stytch.script("authenticate", *answers)
+        return [outcome(lambda: self.flow.authenticate_sms_otp(ORG, MEMBER, "123456", session_token="stytch-token"))
+                for _ in answers]
+
+    def locked(self) -> bool:
+        return self.flow.get_member(ORG, MEMBER).is_locked
+
+
+WRONG = stytch_error("otp_code_not_found", 404)
+
+
+def guard_count() -> object:
+    """Stytch mode: an attempt is counted before Stytch answers; one it never answered stays counted, so a
+    wrong code after two timeouts reaches the threshold of 3."""
+    w = StytchWorld(lockout_threshold=3)
+    return (*w.auths(httpx.ReadTimeout, httpx.ReadTimeout, WRONG), w.locked())
+
+
+def guard_confirm() -> object:
+    """Stytch mode: Stytch's wrong-code answer confirms the counted failure; the third locks."""
+    w = StytchWorld(lockout_threshold=3)
+    return (*w.auths(WRONG, WRONG, WRONG), w.locked())
+
+
+def guard_uncount() -> object:
+    """Stytch mode: a refusal that is not a wrong code takes the counted attempt back."""
+    w = StytchWorld(lockout_threshold=3)
+    return (*w.auths(stytch_error("session_not_found", 404), stytch_error("session_not_found", 404), WRONG),
+            w.locked())
+
+
 def login_expire() -> object:
     w = World()
     ist = w.login()
@@ -255,6 +301,9 @@ SCENARIOS: dict[str, tuple[Callable[[], object], object]] = {
     "guard.fail->OPEN": (guard_fail_counts, (NF, NF, LOCKED, True)),
     "guard.unlock->OPEN": (guard_unlock, (NF, NF, LOCKED, False, NF, NF, LOCKED, True)),
     "guard.succeed->OPEN": (guard_succeed, (NF, NF, "ok", NF, False)),
+    "guard.count->OPEN": (guard_count, (INTERNAL, INTERNAL, LOCKED, True)),
+    "guard.confirm->LOCKED": (guard_confirm, (NF, NF, LOCKED, True)),
+    "guard.uncount->OPEN": (guard_uncount, ("session_not_found", "session_not_found", NF, False)),
     "login.expire->EXPIRED": (login_expire, "intermediate_session_not_found"),
     "login.consume->CONSUMED": (login_consume, ("ok", "intermediate_session_not_found")),
     "session.expire->EXPIRED": (session_expire, ("session_not_found", None)),

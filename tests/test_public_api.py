@@ -142,6 +142,7 @@ def public_methods(cls: type) -> dict[str, Callable[..., Any]]:
 #: Every parameter of every public method (spec §1), in order.
 PUBLIC_SIGNATURES: dict[str, tuple[str, ...]] = {
     "authenticate_primary": ("organization_id", "member_id", "method", "session_token", "locale"),
+    "record_primary_auth": ("response",),  # Stytch mode (§11): Stytch's own answer, as the application received it
     "send_sms_otp": ("organization_id", "member_id", "mfa_phone_number", "locale", "intermediate_session_token",
                      "session_token", "session_jwt"),
     "authenticate_sms_otp": ("organization_id", "member_id", "code", "intermediate_session_token", "session_token",

@@ -4,19 +4,51 @@ comparison; a wrong code counts on the code and on the member in one commit, a r
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 from mfa_flow import core, machine
-from mfa_flow.crypto import is_code_shaped
-from mfa_flow.engine.context import DELETE, Context, Outcome, Plan, Step
-from mfa_flow.engine.reading import Token, one_token, phone_holder, read_subject, resolve, token_record
+from mfa_flow.crypto import is_code_shaped, token_digest
+from mfa_flow.engine.context import DELETE, Context, Outcome, Plan, Remote, Step, value
+from mfa_flow.engine.reading import (
+    Token,
+    forwarded,
+    one_token,
+    phone_holder,
+    read_subject,
+    refresh,
+    resolve,
+    token_record,
+)
 from mfa_flow.engine.sessions import consume_ist, grow_session, new_session
-from mfa_flow.errors import CodeRejected, PolicyRefusal, RateLimited, RequestError
+from mfa_flow.errors import (
+    CodeRejected,
+    MfaError,
+    PolicyRefusal,
+    ProviderError,
+    RateLimited,
+    RequestError,
+    UnexpectedResponse,
+)
 from mfa_flow.policy import SESSION_MINUTES_RANGE
+from mfa_flow.records import Member, Organization
 from mfa_flow.results import AuthenticateResult
-from mfa_flow.state import CodePhase, Factor, GuardPhase, LoginState, PhoneLink, SessionState, clone, replace
+from mfa_flow.state import (
+    CodePhase,
+    Factor,
+    GuardPhase,
+    LoginState,
+    PhoneLink,
+    SessionPhase,
+    SessionState,
+    clone,
+    keys,
+    replace,
+)
 from mfa_flow.stores import Write
+from mfa_flow.transports import DeliveryRejected
+from mfa_flow.wire import AUTHENTICATE, member_session_from, organization_from, session_record, text_at
 
-__all__ = ["decide", "plan", "session_minutes"]
+__all__ = ["decide", "decide_remote", "plan", "session_minutes", "settle"]
 
 
 def plan(ctx: Context, now: float, organization_id: object, member_id: object, code: object, ist: object,
@@ -30,6 +62,11 @@ def plan(ctx: Context, now: float, organization_id: object, member_id: object, c
         raise RequestError("bad_request", "set_mfa_enrollment: must be 'enroll' or 'unenroll'")
     if set_default_mfa is not None and not isinstance(set_default_mfa, bool):
         raise RequestError("bad_request", "set_default_mfa: must be True or False")
+    if ctx.remote is not None:
+        if not isinstance(code, str):  # the code goes to Stytch as JSON text, as Stytch's SDK sends it
+            raise RequestError("bad_request", "code: must be a string")
+        return partial(decide_remote, ctx, now, organization_id, member_id, token, code, minutes,
+                       set_mfa_enrollment, set_default_mfa)
     return partial(decide, ctx, now, organization_id, member_id, token, code, minutes, set_mfa_enrollment,
                    set_default_mfa)
 
@@ -61,7 +98,7 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token:
         is_code_shaped(code_input)
         and code.bound_to in ("", digest)
         # `is True`: only a real yes matches; a truthy non-bool from a provider fails closed
-        and ctx.provider.verify(code.code_id, code_input, code.digest) is True  # type: ignore[arg-type]
+        and ctx.local_provider().verify(code.code_id, code_input, code.digest) is True  # type: ignore[arg-type]
     )
     out = Outcome()
     code = clone(code)
@@ -125,7 +162,96 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token:
         assert isinstance(record, SessionState)
         session_token = token.value
         session = grow_session(ctx, out, record, digest, factor, now, minutes)
-    out.finish = lambda _: AuthenticateResult(member_id=mid, member=after, organization=org,
+    out.finish = lambda *_: AuthenticateResult(member_id=mid, member=after, organization=org,
                                               session_token=session_token,
                                               member_session=core.member_session(session, org))
     return out
+
+
+# --- Stytch mode (§11): Stytch judges the code; the attempt is counted here first -----------------------------
+
+def decide_remote(ctx: Context, now: float, org_ref: object, member_ref: object, token: Token, code: str,
+                  minutes: int | None, enrollment: str | None, set_default: bool | None, _verdict: object) -> Step:
+    """The local checks, then the attempt counted on the member before Stytch is asked (a crash after
+    this commit leaves it counted: fail closed). Token validity and the live code are Stytch's to judge."""
+    org, base = yield from resolve(ctx, org_ref, member_ref)                      # 2
+    sub, _ = yield from read_subject(org, base, now)
+    core.check_lock(sub.guard)                                                    # 4
+    core.check_methods(org, sub.member)                                           # 4b
+    guard = clone(sub.guard)
+    machine.fire(machine.GUARD, "count", guard)
+    out = Outcome()
+    out.writes[sub.k_guard] = Write(guard)
+    body = AUTHENTICATE.body(organization_id=org.organization_id, member_id=base.member_id, code=code,
+                             session_duration_minutes=minutes, set_mfa_enrollment=enrollment,
+                             set_default_mfa=set_default, **forwarded(token))
+    out.remote = Remote(ctx.remote_provider().authenticate, (body,), partial(settle, ctx, now, org, base, token))
+    return out
+
+
+def settle(ctx: Context, now: float, org: Organization, base: Member, token: Token, answer: Any,
+           failure: BaseException | None) -> Step:
+    """What Stytch answered: a success resets the counter, records the session locally and refreshes the
+    member view; a wrong code keeps the counted failure (and locks at the threshold); any other answer
+    takes the attempt back. No answer at all keeps it counted (the code may have been judged)."""
+    sub, got = yield from read_subject(org, base, now, token)
+    out = Outcome()
+    oid, mid = org.organization_id, base.member_id
+    guard = sub.guard
+    if failure is None:
+        if guard.failures:
+            guard = clone(guard)
+            machine.fire(machine.GUARD, "succeed", guard)
+            out.writes[sub.k_guard] = Write(guard)
+        if sub.code.state is CodePhase.SENT:
+            out.writes[sub.k_code] = DELETE
+        if sub.overlay is not core.EMPTY_OVERLAY:  # Stytch's member record is the truth from now on
+            out.writes[sub.k_member] = DELETE
+        after = core.merged_member((yield from refresh(ctx, answer)), core.EMPTY_OVERLAY, guard)
+        shown = member_session_from(answer)
+        session = session_record(shown, now)
+        if token.kind == "ist" and token.key in got:
+            out.writes[token.key] = DELETE  # Stytch consumed it: so does the local record
+        prior = value(got, token.key, SessionState, None) if token.kind == "session" else None
+        out.writes[keys.session(token_digest(text_at(answer, "session_token")))] = Write(session, session.expires_at)
+        ctx.note(out, "otp.verified", now, oid, mid, after.mfa_phone_number, purpose=sub.code.purpose or "login")
+        if prior is not None and prior.state is SessionPhase.STEP_UP_REQUIRED:
+            ctx.note(out, "session.step_up_completed", now, oid, mid, factor="otp")
+        elif prior is None:
+            ctx.note(out, "session.created", now, oid, mid, factors=[f.type for f in session.factors])
+        if after != sub.member:
+            ctx.note(out, "member.updated", now, oid, mid, after.mfa_phone_number, member=after)
+        out.finish = lambda *_: AuthenticateResult(
+            member_id=mid, member=after, organization=organization_from(answer),
+            session_token=text_at(answer, "session_token"), session_jwt=text_at(answer, "session_jwt", default=""),
+            member_session=shown, request_id=text_at(answer, "request_id"))
+        return out
+    guard = clone(guard)
+    phone = sub.member.mfa_phone_number
+    if isinstance(failure, MfaError) and failure.error_type == "otp_code_not_found":
+        machine.fire(machine.GUARD, "confirm", guard, now=now, threshold=ctx.policy.lockout_threshold,
+                     lock_for=ctx.policy.lockout_duration)
+        ctx.note(out, "otp.failed", now, oid, mid, phone, "otp_code_not_found", failures=guard.failures)
+        error: MfaError = failure
+        if guard.state is GuardPhase.LOCKED:
+            ctx.note(out, "member.locked", now, oid, mid, phone, "user_lock_limit_reached",
+                     locked_until=guard.locked_until)
+            if sub.code.state is CodePhase.SENT:
+                out.writes[sub.k_code] = DELETE
+            error = RateLimited("user_lock_limit_reached", "member: locked after too many wrong codes")
+    else:
+        if _not_judged(failure):
+            machine.fire(machine.GUARD, "uncount", guard)
+        error = failure if isinstance(failure, MfaError) else ProviderError(
+            "internal_server_error", "Stytch gave no answer to the authenticate (the attempt stays counted)")
+        ctx.note(out, "otp.failed", now, oid, mid, phone, error.error_type, failures=guard.failures)
+    out.writes[sub.k_guard] = Write(guard, guard.locked_until or None)
+    ctx.member_changed(out, sub, sub.overlay, guard, now)
+    out.error = error
+    return out
+
+
+def _not_judged(failure: BaseException | None) -> bool:
+    """Stytch surely did not judge the code: it refused the request for another reason, or was never reached."""
+    return isinstance(failure, DeliveryRejected) or (
+        isinstance(failure, MfaError) and not isinstance(failure, UnexpectedResponse))

@@ -23,7 +23,15 @@ from mfa_flow.directory import Directory, MemoryDirectory
 from mfa_flow.engine import send
 from mfa_flow.engine.context import PROBE, Context, HookVerdict, NeedHooks, Outcome, Plan, Step
 from mfa_flow.engine.effects import BEGIN, END, Commit, Effect, End, Failed, Sleep, invoke
-from mfa_flow.errors import ConfigurationError, DeliveryFailed, MfaError, RequestError, StoreFailure
+from mfa_flow.engine.reading import refresh
+from mfa_flow.errors import (
+    ConfigurationError,
+    DeliveryFailed,
+    MfaError,
+    RequestError,
+    StoreFailure,
+    UnexpectedResponse,
+)
 from mfa_flow.events import Event, EventSink, SendContext, emit
 from mfa_flow.policy import Policy
 from mfa_flow.stores import AsyncStore, MemoryStore, Store
@@ -33,6 +41,7 @@ from mfa_flow.transports import (
     DeliveryRejected,
     DeliveryUnknown,
     LocalCodeProvider,
+    RemoteCodeProvider,
     SmsGateway,
 )
 
@@ -63,7 +72,7 @@ class FlowEngine:
         policy: Policy | None = None,
         directory: Directory | None = None,
         store: Store | AsyncStore | None = None,
-        transport: SmsGateway | CodeProvider | None = None,
+        transport: SmsGateway | CodeProvider | RemoteCodeProvider | None = None,
         clock: Clock | None = None,
         events: Iterable[EventSink] = (),
         secret_key: bytes | Sequence[bytes] | None = None,
@@ -72,26 +81,35 @@ class FlowEngine:
         if policy is not None and not isinstance(policy, Policy):
             raise ConfigurationError("policy: must be a mfa_flow.Policy")
         self.policy = policy if policy is not None else Policy()
-        self.directory: Directory = directory if directory is not None else MemoryDirectory()
         self.store: Store | AsyncStore = store if store is not None else MemoryStore()
-        if secret_key is None and getattr(self.store, "durable", True):
-            raise ConfigurationError("secret_key: required with a durable store (codes must verify after a "
-                                     "restart and across processes)")
-        keyring = Keyring(secret_key)
         if transport is None:
             logger.warning("mfa_flow: no transport given; codes go to the ConsoleGateway (stderr), "
                            "which is for development only")
             transport = ConsoleGateway()
         self.transport = transport
-        if isinstance(transport, CodeProvider):
+        # Stytch mode (§11): Stytch makes, texts and checks the codes, so no key of ours signs one.
+        remote = transport if isinstance(transport, RemoteCodeProvider) else None
+        if secret_key is None and remote is None and getattr(self.store, "durable", True):
+            raise ConfigurationError("secret_key: required with a durable store (codes must verify after a "
+                                     "restart and across processes)")
+        keyring = Keyring(secret_key)
+        provider: CodeProvider | None = None
+        if remote is not None:
+            if self.policy.link_phone_on == "verify":
+                raise ConfigurationError("policy: link_phone_on='verify' cannot hold in Stytch mode: Stytch links a "
+                                         "number when it sends to it; use link_phone_on='send'")
+        elif isinstance(transport, CodeProvider):
             for step in ("prepare", "verify"):  # called inside the decision, which never awaits
                 if inspect.iscoroutinefunction(getattr(transport, step)):
                     raise ConfigurationError(f"transport: a code provider's {step} must be synchronous")
-            provider: CodeProvider = transport
-        elif callable(getattr(transport, "deliver", None)):
+            provider = transport
+        elif isinstance(transport, SmsGateway):
             provider = LocalCodeProvider(transport, keyring)
         else:
-            raise ConfigurationError("transport: must be an SMS gateway (deliver) or a code provider")
+            raise ConfigurationError("transport: must be an SMS gateway (deliver), a code provider or a remote one "
+                                     "(StytchProvider)")
+        self.directory: Directory = directory if directory is not None else (
+            MemoryDirectory() if remote is None else remote.directory())
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._sinks = tuple(events)
         self._hooks = tuple(before_send)
@@ -99,14 +117,15 @@ class FlowEngine:
             if not all(callable(f) for f in items):
                 raise ConfigurationError(f"{name}: every item must be callable")
         if not self._asynchronous:
-            plugs = [("transport", getattr(transport, "deliver", None)), *(("before_send", h) for h in self._hooks),
+            plugs = [("transport", getattr(transport, "send" if remote else "deliver", None)),
+                     *(("before_send", h) for h in self._hooks),
                      ("directory", getattr(self.directory, "get_member", None))]
             for name, fn in plugs:
                 if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
                     raise ConfigurationError(f"{name}: asynchronous; use AsyncMfaFlow")
             if getattr(self.store, "asynchronous", False):
                 raise ConfigurationError("store: asynchronous; use AsyncMfaFlow")
-        self._ctx = Context(self.policy, self.directory, provider, self._sinks)
+        self._ctx = Context(self.policy, self.directory, provider, remote, self._sinks)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(store={self.store!r}, transport={self.transport!r})"
@@ -179,23 +198,41 @@ class FlowEngine:
         return None
 
     def _conclude(self, outcome: Outcome, now: float) -> Generator[Effect, Any, Any]:
-        """After the commit: deliver, undo a rejected delivery, then emit and answer."""
-        failure: BaseException | None = None
+        """After the commit: deliver (or, in Stytch mode, call Stytch), undo what a send that surely did not
+        happen wrote, settle what Stytch answered in a second transaction; then emit and answer."""
+        failure: Exception | None = None
         undo: list[Event] = []
+        answer: Any = None
         delivery = outcome.delivery
+        ctx = self._ctx
         if delivery is not None:
             try:
-                yield invoke((self._ctx.provider.deliver, (delivery.prepared,)))
-            except Failed as undelivered:  # any failure but DeliveryRejected may have been sent
+                if delivery.request is None:
+                    yield invoke((ctx.local_provider().deliver, (delivery.prepared,)))
+                else:
+                    answer = yield invoke((ctx.remote_provider().send, (delivery.request,)))
+            except Failed as undelivered:  # any failure but DeliveryRejected or a refusal may have been sent
                 failure = undelivered.error
-            if isinstance(failure, DeliveryRejected):
+            if _surely_not_sent(failure):
                 try:
-                    undo = (yield from self._transact(partial(send.undo_rejected, self._ctx, delivery, now),
+                    undo = (yield from self._transact(partial(send.undo_rejected, ctx, delivery, now),
                                                       now)).events
                 except MfaError:
                     emit(self._sinks, outcome.events)
                     raise
-        return self._finish(outcome, failure, undo, now)
+            if answer is not None:
+                yield from refresh(ctx, answer)
+        remote = outcome.remote
+        if remote is not None:
+            try:
+                answer = yield invoke((remote.call, remote.args))
+            except Failed as refused:
+                failure = refused.error
+            events = outcome.events
+            outcome = yield from self._transact(partial(remote.settle, answer, failure), now)
+            outcome.events[:0] = events
+            failure = answer = None
+        return self._finish(outcome, failure, undo, now, answer)
 
     def _refused(self, refusal_event: str | None, now: float, org_ref: object, member_ref: object,
                  exc: MfaError) -> MfaError:
@@ -214,31 +251,39 @@ class FlowEngine:
         logger.error("before_send hook %r raised %s; refusing the send", hook, type(exc).__name__)
         return RequestError("bad_request", "a before_send hook failed; the send was refused")
 
-    def _finish(self, outcome: Outcome, failure: BaseException | None, undo_events: list[Event],
-                now: float) -> Any:
+    def _finish(self, outcome: Outcome, failure: Exception | None, undo_events: list[Event], now: float,
+                answer: Any) -> Any:
         """After the delivery (if any): the delivery's events, emit them all, then raise or answer."""
         error = outcome.error
         events = outcome.events
         delivery = outcome.delivery
         ctx = self._ctx
         if delivery is not None:
-            sub, msg = delivery.subject, delivery.prepared.message
-            org_id, mid = sub.org.organization_id, sub.base.member_id
+            sub = delivery.subject
+            org_id, mid, to = sub.org.organization_id, sub.base.member_id, delivery.to
+            purpose, automatic = delivery.purpose, delivery.automatic
             if failure is None:
-                ctx.note(events, "otp.sent", now, org_id, mid, msg.to, purpose=delivery.purpose,
-                         automatic=delivery.automatic, locale=msg.locale)
+                ctx.note(events, "otp.sent", now, org_id, mid, to, purpose=purpose, automatic=automatic,
+                         locale=delivery.locale)
+            elif isinstance(failure, MfaError) and not isinstance(failure, UnexpectedResponse):
+                events.extend(undo_events)  # Stytch refused the send: nothing went out
+                ctx.note(events, "otp.refused", now, org_id, mid, to, failure.error_type, purpose=purpose,
+                         automatic=automatic)
+                if not automatic:
+                    error = failure
             else:
                 rejected = isinstance(failure, DeliveryRejected)
-                if not rejected and not isinstance(failure, DeliveryUnknown):
+                if not rejected and not isinstance(failure, DeliveryUnknown | UnexpectedResponse):
                     logger.error("mfa_flow: the gateway raised %s; treating it as DeliveryUnknown (the code "
                                  "stays live, nothing is retried)", type(failure).__name__)
                 events.extend(undo_events)
-                ctx.note(events, "delivery.failed", now, org_id, mid, msg.to,
-                         "rejected" if rejected else "unknown", purpose=delivery.purpose,
-                         automatic=delivery.automatic)
-                if delivery.automatic:
-                    ctx.note(events, "otp.refused", now, org_id, mid, msg.to, "downstream_carrier_error",
-                             purpose=delivery.purpose, automatic=True)
+                ctx.note(events, "delivery.failed", now, org_id, mid, to, "rejected" if rejected else "unknown",
+                         purpose=purpose, automatic=automatic)
+                if automatic:
+                    ctx.note(events, "otp.refused", now, org_id, mid, to, "downstream_carrier_error",
+                             purpose=purpose, automatic=True)
+                elif isinstance(failure, UnexpectedResponse):
+                    error = failure  # Stytch's 200 could not be read: said as such, the SMS may have gone
                 else:
                     error = DeliveryFailed("downstream_carrier_error", "the SMS gateway " + (
                         "refused the message" if rejected else "may not have delivered the message"))
@@ -248,7 +293,14 @@ class FlowEngine:
             error._reported = True  # noqa: SLF001 - its event went out with the outcome
             raise error
         assert outcome.finish is not None
-        return outcome.finish(delivery is not None and failure is None)
+        return outcome.finish(delivery is not None and failure is None, answer)
+
+
+def _surely_not_sent(failure: Exception | None) -> bool:
+    """A send that surely did not happen: the gateway said so, or Stytch refused it (any refusal but an
+    answer that could not be read, after which the SMS may have gone)."""
+    return isinstance(failure, DeliveryRejected) or (
+        isinstance(failure, MfaError) and not isinstance(failure, UnexpectedResponse))
 
 
 def rerun_delay(attempt: int) -> float:

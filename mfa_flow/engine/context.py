@@ -23,10 +23,10 @@ from mfa_flow.policy import Policy
 from mfa_flow.records import Member, Organization
 from mfa_flow.state import CodeState, GuardState, MemberState
 from mfa_flow.stores import Entry, Write
-from mfa_flow.transports import CodeProvider, PreparedCode
+from mfa_flow.transports import CodeProvider, PreparedCode, RemoteCodeProvider
 
-__all__ = ["DELETE", "PROBE", "Context", "Delivery", "HookVerdict", "NeedHooks", "Outcome", "Plan", "Step", "Subject",
-           "value"]
+__all__ = ["DELETE", "PROBE", "Context", "Delivery", "HookVerdict", "NeedHooks", "Outcome", "Plan", "Remote", "Step",
+           "Subject", "value"]
 
 logger = logging.getLogger("mfa_flow")
 
@@ -38,16 +38,26 @@ PROBE: Final = object()
 
 class Context:
     """What a decision may consult: the policy, the directory (to name in its calls), the code provider
-    (to prepare and verify codes, which do no I/O), and who listens for events. Never a store or a clock."""
+    (to prepare and verify codes, which do no I/O) or, in Stytch mode, the remote one (to name in its
+    calls), and who listens for events. Never a store or a clock."""
 
-    __slots__ = ("directory", "policy", "provider", "sinks")
+    __slots__ = ("directory", "policy", "provider", "remote", "sinks")
 
-    def __init__(self, policy: Policy, directory: Directory, provider: CodeProvider,
-                 sinks: Sequence[EventSink]) -> None:
+    def __init__(self, policy: Policy, directory: Directory, provider: CodeProvider | None,
+                 remote: RemoteCodeProvider | None, sinks: Sequence[EventSink]) -> None:
         self.policy = policy
         self.directory = directory
         self.provider = provider
+        self.remote = remote
         self.sinks = sinks
+
+    def local_provider(self) -> CodeProvider:
+        assert self.provider is not None, "local mode only"
+        return self.provider
+
+    def remote_provider(self) -> RemoteCodeProvider:
+        assert self.remote is not None, "Stytch mode only"
+        return self.remote
 
     def listening(self) -> bool:
         return bool(self.sinks) or logger.isEnabledFor(logging.DEBUG)
@@ -88,15 +98,32 @@ class Subject:
 
 @attrs.define(slots=True)
 class Delivery:
-    """An admitted send, committed and about to be delivered, with what a rejection must undo."""
+    """An admitted send, committed and about to be delivered, with what a rejection must undo.
 
-    prepared: PreparedCode
+    In local mode the code provider delivers ``prepared``; in Stytch mode ``request`` is the body of
+    Stytch's send (Stytch makes and texts the code)."""
+
+    code_id: str
+    to: str  # the destination, E.164
+    prepared: PreparedCode | None
+    request: dict[str, Any] | None
     subject: Subject
     purpose: str
     automatic: bool
     undo_overlay: MemberState | None  # the overlay to restore if the link made by this send is rolled back
     link_key: str | None
     member: Member  # the merged view as this send leaves it (with the link it made)
+    locale: str | None
+
+
+@attrs.define(slots=True)
+class Remote:
+    """Stytch mode: a call to make after the commit, then the decision that settles what it answered
+    (its answer, or the error it raised) in a second transaction."""
+
+    call: Callable[..., Any]
+    args: tuple[Any, ...]
+    settle: Callable[[Any, BaseException | None], Step]
 
 
 @attrs.define(slots=True)
@@ -121,9 +148,10 @@ class Outcome:
     events: list[Event] = attrs.field(factory=list)
     error: MfaError | None = None
     delivery: Delivery | None = None
-    #: Builds the result, told whether a code went out in this call. It must not refer to its outcome: that
-    #: cycle would leave every call's records for the garbage collector to find.
-    finish: Callable[[bool], Any] | None = None
+    remote: Remote | None = None
+    #: Builds the result, told whether a code went out in this call and (Stytch mode) what Stytch answered the
+    #: send. It must not refer to its outcome: that cycle would leave every call's records for the collector.
+    finish: Callable[[bool, Any], Any] | None = None
 
 
 #: A decision: a generator that yields reads and plug-point calls and returns its outcome.

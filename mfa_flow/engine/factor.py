@@ -8,7 +8,7 @@ from mfa_flow import core
 from mfa_flow.engine.context import Context, Outcome, Plan, Step
 from mfa_flow.engine.reading import Token, one_token, read_subject, resolve, token_record
 from mfa_flow.engine.sessions import consume_ist, grow_session, new_session
-from mfa_flow.errors import RequestError
+from mfa_flow.errors import ConfigurationError, RequestError
 from mfa_flow.results import AuthenticateResult
 from mfa_flow.state import Factor, LoginState, SessionState
 
@@ -21,6 +21,9 @@ def plan(ctx: Context, now: float, organization_id: object, member_id: object, f
         raise RequestError("bad_request", f"factor_type: must be one of {sorted(core.RECORDED_FACTORS)}")
     token = one_token(ist, session_token, None, required=True)
     assert token is not None
+    if ctx.remote is not None and token.kind == "ist":
+        raise ConfigurationError("record_mfa_factor: in Stytch mode an IST becomes a session at Stytch (its TOTP or "
+                                 "recovery-code endpoint); record that answer with record_primary_auth")
     return partial(decide, ctx, now, organization_id, member_id, token, factor_type)
 
 
@@ -41,7 +44,7 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token:
         session_token = token.value
         session = grow_session(ctx, out, record, token.digest, factor, now, None)
     member = sub.member
-    out.finish = lambda _: AuthenticateResult(member_id=base.member_id, member=member, organization=org,
+    out.finish = lambda *_: AuthenticateResult(member_id=base.member_id, member=member, organization=org,
                                               session_token=session_token,
                                               member_session=core.member_session(session, org))
     return out

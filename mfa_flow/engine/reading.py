@@ -6,7 +6,7 @@ and status, then the token's validity and ownership. Each read is one effect (on
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import attrs
@@ -29,8 +29,10 @@ from mfa_flow.state import (
     keys,
 )
 from mfa_flow.stores import Entry
+from mfa_flow.wire import member_from
 
-__all__ = ["Token", "not_text", "one_token", "phone_holder", "read_subject", "resolve", "text", "token_record"]
+__all__ = ["Token", "forwarded", "not_text", "one_token", "phone_holder", "read_subject", "refresh", "resolve", "text",
+           "token_record"]
 
 
 
@@ -59,6 +61,14 @@ class Token:
             return cls(kind, value, "", "")
         digest = token_digest(value)
         return cls(kind, value, digest, keys.login(digest) if kind == "ist" else keys.session(digest))
+
+
+_FIELDS = {"ist": "intermediate_session_token", "session": "session_token", "jwt": "session_jwt"}
+
+
+def forwarded(token: Token | None) -> dict[str, str]:
+    """Stytch mode: the token as the request field it came in, verbatim (Stytch judges it)."""
+    return {} if token is None else {_FIELDS[token.kind]: token.value}
 
 
 def one_token(ist: object, session_token: object, session_jwt: object, *, required: bool) -> Token | None:
@@ -149,3 +159,13 @@ def phone_holder(ctx: Context, sub: Subject, e164: str) -> Generator[Effect, Any
     return None, k_link
 
 
+
+
+def refresh(ctx: Context, answer: Mapping[str, Any]) -> Generator[Effect, Any, Member]:
+    """Stytch mode: an answer's member and organization refresh the directory's cache when it keeps one
+    (StytchDirectory); the member, as Stytch answered it."""
+    keep = getattr(ctx.directory, "refresh", None)
+    if keep is not None:
+        member: Member = yield invoke((keep, (answer,)))
+        return member
+    return member_from(answer)

@@ -8,7 +8,7 @@ of the inactivity step-up go through :func:`admit` too, by :func:`send_automatic
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from functools import partial
 from typing import Any, Final
 
@@ -28,15 +28,27 @@ from mfa_flow.engine.context import (
     value,
 )
 from mfa_flow.engine.effects import Effect, Read
-from mfa_flow.engine.reading import Token, one_token, phone_holder, read_subject, resolve, token_record
+from mfa_flow.engine.reading import Token, forwarded, one_token, phone_holder, read_subject, resolve, token_record
 from mfa_flow.errors import MfaError, PolicyRefusal
 from mfa_flow.events import SendContext
 from mfa_flow.phone import Phone, check_destination, parse_phone
+from mfa_flow.records import Member
 from mfa_flow.results import SendResult
-from mfa_flow.state import CodeState, MemberState, PhoneLink, SendWindow, SessionPhase, SessionState, clone, keys
+from mfa_flow.state import (
+    CodeState,
+    GuardState,
+    MemberState,
+    PhoneLink,
+    SendWindow,
+    SessionPhase,
+    SessionState,
+    clone,
+    keys,
+)
 from mfa_flow.stores import Write
+from mfa_flow.wire import SEND, member_from, organization_from
 
-__all__ = ["admit", "decide", "plan", "send_automatically", "undo_rejected"]
+__all__ = ["admit", "count_send", "decide", "plan", "send_automatically", "stytch_member", "undo_rejected"]
 
 _NO_WINDOW: Final = SendWindow()
 
@@ -52,9 +64,12 @@ def plan(ctx: Context, now: float, organization_id: object, member_id: object, m
 
 def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token: Token | None,
            given: Phone | None, locale: str | None, verdict: object) -> Step:
+    """The send's checks in the order of spec §5. In Stytch mode the token (validity, ownership, the factor
+    rules of step 7) and a number linked to another member are Stytch's to judge: they are forwarded."""
     org, base = yield from resolve(ctx, org_ref, member_ref)                      # 2
-    sub, got = yield from read_subject(org, base, now, token)
-    record = token_record(ctx, got, sub, token, now)                              # 3
+    local = ctx.remote is None
+    sub, got = yield from read_subject(org, base, now, token if local else None)
+    record = token_record(ctx, got, sub, token, now) if local else None           # 3
     kind, digest = (token.kind, token.digest) if token is not None else ("", "")
     core.check_lock(sub.guard)                                                    # 4
     member = sub.member
@@ -74,12 +89,13 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token:
         raise PolicyRefusal("member_phone_number_not_found",
                             "mfa_phone_number: the member has no phone number and none was given")
     else:
-        holder, link_key = (yield from phone_holder(ctx, sub, given.e164))
-        if holder is not None:
-            raise PolicyRefusal("duplicate_member_phone_number",
-                                "mfa_phone_number: linked to another member of the organization")
+        if local:  # in Stytch mode, Stytch refuses a number linked to another member itself
+            holder, link_key = (yield from phone_holder(ctx, sub, given.e164))
+            if holder is not None:
+                raise PolicyRefusal("duplicate_member_phone_number",
+                                    "mfa_phone_number: linked to another member of the organization")
         dest, linking = given, True
-    if member.has_active_factor:                                                  # 7
+    if local and member.has_active_factor:                                        # 7
         if record is None:
             raise PolicyRefusal("no_associated_session_passed_in",
                                 "a token of the member is required: the member has an active MFA factor")
@@ -91,21 +107,33 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token:
                                 "linking a phone needs a token carrying the member's existing MFA factor")
     purpose = "link" if linking else ("step_up" if kind == "session" else "login")
     out = Outcome()
+    request = None if local else SEND.body(
+        organization_id=org.organization_id, member_id=base.member_id,
+        mfa_phone_number=None if given is None else given.e164, locale=locale, **forwarded(token))
     out.delivery = delivery = yield from admit(ctx, verdict, out, sub, now, dest, linking=linking,
                                                link_key=link_key, bound_to=digest, purpose=purpose,
-                                               locale=locale, automatic=False)
-    after = delivery.member
-    out.finish = lambda _: SendResult(member_id=base.member_id, member=after, organization=org)
+                                               locale=locale, automatic=False, request=request)
+    after, guard = delivery.member, sub.guard
+
+    def finish(_delivered: bool, answer: Mapping[str, Any] | None) -> SendResult:
+        if answer is None:
+            return SendResult(member_id=base.member_id, member=after, organization=org)
+        return SendResult(member_id=base.member_id, member=stytch_member(answer, guard),
+                          organization=organization_from(answer), request_id=str(answer["request_id"]))
+
+    out.finish = finish
     return out
 
 
 def admit(ctx: Context, verdict: object, out: Outcome, sub: Subject, now: float, dest: Phone | str, *,
           linking: bool, link_key: str | None, bound_to: str, purpose: str, locale: str | None,
-          automatic: bool) -> Generator[Effect, Any, Delivery]:
+          automatic: bool, request: dict[str, Any] | None = None) -> Generator[Effect, Any, Delivery]:
     """Steps 8–10 and admission: destination, hooks, limits, then the writes of an admitted send.
 
     ``dest`` is a number the caller gave (parsed with the arguments) or the member's linked number,
-    parsed here: a stored number that does not parse is a step-8 refusal, after the token rules."""
+    parsed here: a stored number that does not parse is a step-8 refusal, after the token rules. In
+    Stytch mode ``request`` is the body of Stytch's send, and the code record only marks when a code went
+    out, to whom and for which token (Stytch keeps the code)."""
     policy = ctx.policy
     oid, mid = sub.org.organization_id, sub.base.member_id
     if isinstance(dest, str):
@@ -123,24 +151,13 @@ def admit(ctx: Context, verdict: object, out: Outcome, sub: Subject, now: float,
         assert isinstance(verdict, HookVerdict)
         if verdict.error is not None:
             raise verdict.error
-    limits = [("member", keys.window_member(oid, mid), policy.send_limit_per_member),   # 10
-              ("phone", keys.window_phone(dest.e164), policy.send_limit_per_phone)]
-    if policy.send_limit_per_region is not None and region:
-        limits.append(("region", keys.window_region(region), policy.send_limit_per_region))
-    if policy.send_limit_global is not None:
-        limits.append(("global", keys.WINDOW_GLOBAL, policy.send_limit_global))
-    got = yield Read([k for _, k, _ in limits])
-    windows = [(name, value(got, k, SendWindow) if k in got else _NO_WINDOW, limit) for name, k, limit in limits]
-    core.check_limits(policy, now, windows, windows[0][1])
-    for (_, k, (_, seconds)), (_, window, _) in zip(limits, windows, strict=True):   # admit
-        keep = max(seconds, policy.resend_cooldown)
-        out.writes[k] = Write(core.counted(window, now, keep), now + keep)
+    yield from count_send(ctx, out, now, oid, mid, dest.e164, region)              # 10, then admit
     code_id = new_id(8)
-    prepared = ctx.provider.prepare(code_id=code_id, to=dest.e164, locale=locale, organization_id=oid,
-                                    member_id=mid)
+    prepared = None if request is not None else ctx.local_provider().prepare(
+        code_id=code_id, to=dest.e164, locale=locale, organization_id=oid, member_id=mid)
     code = clone(sub.code)
-    machine.fire(machine.CODE, "issue", code, code_id=code_id, digest=prepared.digest, bound_to=bound_to,
-                 purpose=purpose, phone=dest.e164, sent_at=now, expires_at=now + policy.otp_ttl)
+    machine.fire(machine.CODE, "issue", code, code_id=code_id, digest=b"" if prepared is None else prepared.digest,
+                 bound_to=bound_to, purpose=purpose, phone=dest.e164, sent_at=now, expires_at=now + policy.otp_ttl)
     out.writes[sub.k_code] = Write(code, code.expires_at)
     undo = None
     member = sub.member
@@ -149,28 +166,62 @@ def admit(ctx: Context, verdict: object, out: Outcome, sub: Subject, now: float,
         overlay = clone(sub.overlay)
         if policy.link_phone_on == "send":
             overlay.phone, overlay.phone_verified = dest.e164, False
-            assert link_key is not None
-            out.writes[link_key] = Write(PhoneLink(mid))
+            if link_key is not None:  # the organization's index of linked numbers (local mode)
+                out.writes[link_key] = Write(PhoneLink(mid))
             ctx.note(out, "phone.linked", now, oid, mid, dest.e164, verified=False)
         else:
             overlay.pending_phone = dest.e164
             link_key = None
         out.writes[sub.k_member] = Write(overlay)
         member = ctx.member_changed(out, sub, overlay, sub.guard, now)
-    return Delivery(prepared, sub, purpose, automatic, undo, link_key, member)
+    return Delivery(code_id, dest.e164, prepared, request, sub, purpose, automatic, undo, link_key, member, locale)
+
+
+def count_send(ctx: Context, out: Outcome, now: float, oid: str, mid: str, e164: str, region: str | None, *,
+               refuse: bool = True) -> Generator[Effect, Any, str | None]:
+    """Step 10, the limits and the cooldown, then the send counted in every window. With ``refuse=False``
+    (a send that has already gone, in Stytch mode) an exceeded limit is counted and named, not refused."""
+    policy = ctx.policy
+    limits = [("member", keys.window_member(oid, mid), policy.send_limit_per_member),
+              ("phone", keys.window_phone(e164), policy.send_limit_per_phone)]
+    if policy.send_limit_per_region is not None and region:
+        limits.append(("region", keys.window_region(region), policy.send_limit_per_region))
+    if policy.send_limit_global is not None:
+        limits.append(("global", keys.WINDOW_GLOBAL, policy.send_limit_global))
+    got = yield Read([k for _, k, _ in limits])
+    windows = [(name, value(got, k, SendWindow) if k in got else _NO_WINDOW, limit) for name, k, limit in limits]
+    exceeded = None
+    try:
+        core.check_limits(policy, now, windows, windows[0][1])
+    except MfaError as over:
+        if refuse:
+            raise
+        exceeded = over.error_message
+    for (_, k, (_, seconds)), (_, window, _) in zip(limits, windows, strict=True):
+        keep = max(seconds, policy.resend_cooldown)
+        out.writes[k] = Write(core.counted(window, now, keep), now + keep)
+    return exceeded
 
 
 def send_automatically(ctx: Context, verdict: object, out: Outcome, sub: Subject, now: float, bound_to: str,
-                       purpose: str, locale: str | None) -> Generator[Effect, Any, None]:
-    """A send nobody asked for (after primary auth, for a step-up): a refusal is reported, not raised."""
+                       purpose: str, locale: str | None, token: Token | None = None) -> Generator[Effect, Any, None]:
+    """A send nobody asked for (after primary auth, for a step-up), bound to the token whose digest is
+    ``bound_to``: a refusal is reported, not raised. In Stytch mode it is Stytch's send with ``token``."""
     member = sub.member
+    request = None if ctx.remote is None else SEND.body(
+        organization_id=sub.org.organization_id, member_id=sub.base.member_id, locale=locale, **forwarded(token))
     try:
         out.delivery = yield from admit(ctx, verdict, out, sub, now, member.mfa_phone_number, linking=False,
                                         link_key=None, bound_to=bound_to, purpose=purpose, locale=locale,
-                                        automatic=True)
+                                        automatic=True, request=request)
     except MfaError as refusal:
         ctx.note(out, "otp.refused", now, sub.org.organization_id, sub.base.member_id,
                  member.mfa_phone_number, refusal.error_type, purpose=purpose, automatic=True)
+
+
+def stytch_member(answer: Mapping[str, Any], guard: GuardState) -> Member:
+    """Stytch mode: the member Stytch answered with, and mfa_flow's lock state (the merged view)."""
+    return core.merged_member(member_from(answer), core.EMPTY_OVERLAY, guard)
 
 
 def undo_rejected(ctx: Context, delivery: Delivery, now: float, _verdict: object = None) -> Step:
@@ -180,12 +231,12 @@ def undo_rejected(ctx: Context, delivery: Delivery, now: float, _verdict: object
     got = yield Read(wanted)
     out = Outcome()
     code = got.get(sub.k_code)
-    if code is not None and isinstance(code.value, CodeState) and code.value.code_id == delivery.prepared.code_id:
+    if code is not None and isinstance(code.value, CodeState) and code.value.code_id == delivery.code_id:
         out.writes[sub.k_code] = DELETE
     overlay = got.get(sub.k_member)
     if delivery.undo_overlay is not None and overlay is not None and isinstance(overlay.value, MemberState):
         current = overlay.value
-        ours = delivery.prepared.message.to
+        ours = delivery.to
         if (current.phone == ours and not current.phone_verified) or current.pending_phone == ours:
             out.writes[sub.k_member] = Write(delivery.undo_overlay)
             if delivery.link_key and delivery.link_key in got:

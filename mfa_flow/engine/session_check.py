@@ -22,7 +22,8 @@ def plan(ctx: Context, now: float, session_token: object, session_jwt: object) -
     token = one_token(None, session_token, session_jwt, required=True)
     assert token is not None
     if token.kind == "jwt":
-        raise TokenError("unable_to_parse_session_jwt", "session_jwt: no JWTs are issued in local mode")
+        raise TokenError("unable_to_parse_session_jwt", "session_jwt: no JWTs are issued in local mode" if
+                         ctx.remote is None else "session_jwt: the flow keeps its sessions by session_token")
     return partial(decide, ctx, now, token)
 
 
@@ -39,7 +40,7 @@ def decide(ctx: Context, now: float, token: Token, verdict: object) -> Step:
         session = clone(session)
         machine.fire(machine.SESSION, "touch", session, now=now)
         out.writes[k_session] = Write(session, session.expires_at)
-        out.finish = lambda _: SessionCheck(member_session=core.member_session(session, org),
+        out.finish = lambda *_: SessionCheck(member_session=core.member_session(session, org),
                                             step_up_required=False)
         return out
     if session is not record:
@@ -50,9 +51,9 @@ def decide(ctx: Context, now: float, token: Token, verdict: object) -> Step:
     live = code.state is CodePhase.SENT and code.bound_to == digest and code.purpose == "step_up"
     locked = sub.guard.state is GuardPhase.LOCKED
     if not live and not locked and ctx.policy.resend_on_inactivity and core.sms_conditions(org, member):
-        yield from send_automatically(ctx, verdict, out, sub, now, digest, "step_up", None)
+        yield from send_automatically(ctx, verdict, out, sub, now, digest, "step_up", None, token)
 
-    def finish(delivered: bool) -> SessionCheck:
+    def finish(delivered: bool, _answer: object) -> SessionCheck:
         initiated = live or delivered
         return SessionCheck(member_session=core.member_session(session, org), step_up_required=True,
                             secondary_auth_initiated="sms_otp" if initiated else None)

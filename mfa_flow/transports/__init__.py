@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Awaitable
-from typing import Protocol, TextIO, runtime_checkable
+from collections.abc import Awaitable, Mapping
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 import attrs
 
@@ -25,6 +25,7 @@ __all__ = [
     "DeliveryUnknown",
     "LocalCodeProvider",
     "PreparedCode",
+    "RemoteCodeProvider",
     "SmsGateway",
     "SmsMessage",
 ]
@@ -87,6 +88,31 @@ class CodeProvider(Protocol):
 
     def verify(self, code_id: str, code: str, digest: bytes) -> bool:
         """Whether ``code`` is the one whose digest the store kept (constant time)."""
+        ...
+
+
+@runtime_checkable
+class RemoteCodeProvider(Protocol):
+    """A service that generates, delivers and verifies codes itself: Stytch (``mfa_flow.transports.stytch``).
+
+    With one, the flow runs in Stytch mode (spec §11): its local rules first, then these calls. Each takes
+    and answers Stytch's JSON (canonical ids, only the keys not None) and raises as the provider documents:
+    Stytch's refusals as ``MfaError``, ``DeliveryRejected`` (never reached) or ``DeliveryUnknown`` (may have).
+    The asynchronous twin's methods are coroutines.
+    """
+
+    def send(self, body: Mapping[str, Any]) -> Any: ...
+
+    def authenticate(self, body: Mapping[str, Any]) -> Any: ...
+
+    def get_organization(self, organization_ref: str) -> Any: ...
+
+    def get_member(self, organization_id: str, member_ref: str) -> Any: ...
+
+    def delete_mfa_phone_number(self, organization_id: str, member_id: str) -> Any: ...
+
+    def directory(self, *, cache_seconds: float = 60) -> Any:
+        """The directory to read organizations and members from when the flow is given none."""
         ...
 
 

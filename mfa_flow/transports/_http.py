@@ -47,8 +47,8 @@ CONNECT_ERRORS: tuple[type[httpx.HTTPError], ...] = (httpx.ConnectError, httpx.C
 _jitter = secrets.SystemRandom()  # jitter needs no secrecy, but the package never imports random
 
 # Seams for the tests, which record the pauses instead of sleeping through them.
-_sleep: Callable[[float], None] = time.sleep
-_async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+sleep: Callable[[float], None] = time.sleep
+async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 @attrs.frozen(slots=True)
@@ -185,7 +185,7 @@ class SyncChannel(_Channel):
         for attempt, pause in enumerate(pauses(self._retries)):
             if pause:
                 note_retry(self._core.name, message, failure, attempt, self._retries, pause)
-                _sleep(pause)
+                sleep(pause)
             try:
                 response = self._client.send(request, auth=auth, follow_redirects=False)
             except httpx.HTTPError as exc:
@@ -230,7 +230,7 @@ class AsyncChannel(_Channel):
         for attempt, pause in enumerate(pauses(self._retries)):
             if pause:
                 note_retry(self._core.name, message, failure, attempt, self._retries, pause)
-                await _async_sleep(pause)
+                await async_sleep(pause)
             try:
                 response = await self._client.send(request, auth=auth, follow_redirects=False)
             except httpx.HTTPError as exc:
