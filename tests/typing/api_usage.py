@@ -191,3 +191,38 @@ def drawing() -> str:
     text = mfa_flow.diagram()
     assert_type(text, str)
     return mfa_flow.diagram(format="mermaid") + mfa_flow.__version__
+
+
+def stytch_mode(callback_answer: dict[str, Any]) -> str:
+    """Stytch mode: the provider as the transport, its directory by default, Stytch's answers recorded."""
+    from mfa_flow.errors import ProviderError, UnexpectedResponse
+    from mfa_flow.transports.stytch import StytchDirectory, StytchProvider
+
+    provider = StytchProvider("project-test-00000000", "secret", base_url="http://127.0.0.1:8123",
+                              connect_retries=1, timeout=5.0)
+    directory = provider.directory(cache_seconds=30)
+    assert_type(directory, StytchDirectory)
+    flow = MfaFlow(transport=provider, directory=directory)
+    primary = flow.record_primary_auth(callback_answer)
+    assert_type(primary, PrimaryAuthResult)
+    try:
+        done = flow.authenticate_sms_otp("organization-test-1", "member-test-1", "123456",
+                                         intermediate_session_token=primary.intermediate_session_token)
+    except UnexpectedResponse as exc:
+        return exc.error_message
+    except ProviderError as exc:
+        assert_type(exc.status_code, int)
+        return exc.error_type
+    provider.close()
+    return done.session_token
+
+
+async def stytch_mode_async(callback_answer: dict[str, Any]) -> str:
+    from mfa_flow import AsyncMfaFlow
+    from mfa_flow.transports.stytch import AsyncStytchProvider
+
+    async with AsyncStytchProvider("project-test-00000000", "secret", base_url="http://127.0.0.1:8123") as provider:
+        flow = AsyncMfaFlow(transport=provider)
+        primary = await flow.record_primary_auth(callback_answer)
+        assert_type(primary, PrimaryAuthResult)
+        return primary.intermediate_session_token
