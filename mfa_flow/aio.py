@@ -24,6 +24,7 @@ from mfa_flow.engine import (
     Sleep,
     authenticate,
     factor,
+    lifecycle,
     member,
     primary,
     send,
@@ -31,7 +32,7 @@ from mfa_flow.engine import (
 )
 from mfa_flow.flow import _exc_info
 from mfa_flow.records import Member, Organization
-from mfa_flow.results import AuthenticateResult, PrimaryAuthResult, SendResult, SessionCheck
+from mfa_flow.results import AuthenticateResult, MemberSession, PrimaryAuthResult, SendResult, SessionCheck
 
 __all__ = ["AsyncMfaFlow"]
 
@@ -102,6 +103,25 @@ class AsyncMfaFlow(FlowEngine):
         """The merged view: directory record, what the flow wrote, and the lock state."""
         return await self._run(self._call(None, organization_id, member_id, Member, member.get_member,
                                           (organization_id, member_id)))
+
+    async def revoke_session(self, *, member_session_id: str | None = None, session_token: str | None = None,
+                       session_jwt: str | None = None, member_id: str | None = None) -> None:
+        """End a session (Stytch's revoke): exactly one selector; ``member_id`` ends every session of the
+        member. A revoked session answers ``session_not_found`` everywhere at once, and a step-up code bound
+        to it dies with it. In Stytch mode the local record goes first, then Stytch is asked."""
+        return await self._run(self._call(None, "", "", type(None), lifecycle.revoke,
+                           (member_session_id, session_token, session_jwt, member_id)))
+
+    async def list_member_sessions(self, organization_id: str, member_id: str) -> list[MemberSession]:
+        """The member's live sessions in the organization, newest first (in Stytch mode, as Stytch lists them)."""
+        return await self._run(self._call(None, organization_id, member_id, list, lifecycle.list_sessions,
+                                    (organization_id, member_id)))
+
+    async def unlock_member(self, organization_id: str, member_id: str) -> Member:
+        """The administrator's unlock: ends the member's lock and resets its failure counter (a code killed
+        by the lock stays dead). Returns the merged member."""
+        return await self._run(self._call(None, organization_id, member_id, Member, lifecycle.unlock,
+                                    (organization_id, member_id)))
 
     async def get_organization(self, organization_id: str) -> Organization:
         return await self._run(self._call(None, organization_id, "", Organization, member.get_organization,

@@ -134,6 +134,8 @@ GUARD_TABLE: list[Transition] = [
     {"trigger": "unlock", "source": G.LOCKED, "dest": G.OPEN, "conditions": [lock_ended],
      "after": [reset_failures]},
     {"trigger": "succeed", "source": G.OPEN, "dest": G.OPEN, "after": [reset_failures]},
+    # unlock_member: an administrator ends a lock (or clears the counter) before it runs out.
+    {"trigger": "release", "source": [G.OPEN, G.LOCKED], "dest": G.OPEN, "after": [reset_failures]},
     # Stytch mode (§11): an attempt is counted before Stytch judges it, then confirmed wrong or taken back.
     {"trigger": "count", "source": G.OPEN, "dest": G.OPEN, "before": [count_failure]},
     {"trigger": "confirm", "source": G.OPEN, "dest": G.LOCKED, "conditions": [lockout_reached],
@@ -155,6 +157,7 @@ SESSION_TABLE: list[Transition] = [
     {"trigger": "add_factor", "source": Z.ACTIVE, "dest": Z.ACTIVE, "after": [merge_factor]},
     {"trigger": "step_up", "source": Z.STEP_UP_REQUIRED, "dest": Z.ACTIVE,
      "after": [merge_factor, mark_accessed, extend_session]},
+    {"trigger": "revoke", "source": [Z.ACTIVE, Z.STEP_UP_REQUIRED], "dest": Z.REVOKED},
 ]
 
 #: name -> (states, initial state, transition table); diagram() renders exactly these.

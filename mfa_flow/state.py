@@ -28,7 +28,9 @@ __all__ = [
     "MemberState",
     "PhoneLink",
     "SendWindow",
+    "SessionIndex",
     "SessionPhase",
+    "SessionRef",
     "SessionState",
     "clone",
     "keys",
@@ -58,6 +60,7 @@ class SessionPhase(enum.Enum):
     ACTIVE = "active"
     STEP_UP_REQUIRED = "step_up_required"
     EXPIRED = "expired"
+    REVOKED = "revoked"
 
 
 @attrs.frozen(slots=True)
@@ -133,6 +136,22 @@ class SendWindow:
     """Times of admitted sends within the sliding window, oldest first."""
 
     times: tuple[float, ...] = ()
+
+
+@attrs.frozen(slots=True)
+class SessionIndex:
+    """A member's live sessions, so revoking them all or listing them needs no scan of the store:
+    ``(member_session_id, token digest, organization_id, expires_at)``, oldest first."""
+
+    entries: tuple[tuple[str, str, str, float], ...] = ()
+
+
+@attrs.frozen(slots=True)
+class SessionRef:
+    """What a ``member_session_id`` names: the member and the digest of the session's token."""
+
+    member_id: str
+    digest: str
 
 
 @attrs.frozen(slots=True)
@@ -222,6 +241,15 @@ class keys:  # noqa: N801 - a namespace of key builders, read as keys.member(...
     @staticmethod
     def session(token_digest: str) -> str:
         return f"session:{token_digest}"
+
+    @staticmethod
+    def sessions(member: str) -> str:
+        """The member's session index; by member id alone, as Stytch revokes "every session of a member"."""
+        return f"sessions:{_part(member)}"
+
+    @staticmethod
+    def session_id(member_session_id: str) -> str:
+        return f"sid:{_part(member_session_id)}"
 
     @staticmethod
     def link(org: str, e164: str) -> str:

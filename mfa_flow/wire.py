@@ -26,6 +26,8 @@ __all__ = [
     "DELETE_MFA_PHONE_NUMBER",
     "GET_MEMBER",
     "GET_ORGANIZATION",
+    "GET_SESSIONS",
+    "REVOKE_SESSION",
     "SEND",
     "Endpoint",
     "member_from",
@@ -84,6 +86,9 @@ AUTHENTICATE: Final = Endpoint(
 GET_ORGANIZATION: Final = Endpoint("GET", "/v1/b2b/organizations/{organization_id}", (), ("organization_id",))
 GET_MEMBER: Final = Endpoint("GET", "/v1/b2b/organizations/{organization_id}/member", (),
                              ("organization_id", "member_id", "email_address"))
+REVOKE_SESSION: Final = Endpoint("POST", "/v1/b2b/sessions/revoke", (),
+                                 ("member_session_id", "session_token", "session_jwt", "member_id"))
+GET_SESSIONS: Final = Endpoint("GET", "/v1/b2b/sessions", ("organization_id", "member_id"))
 DELETE_MFA_PHONE_NUMBER: Final = Endpoint(
     "DELETE", "/v1/b2b/organizations/{organization_id}/members/mfa_phone_numbers/{member_id}")
 

@@ -193,6 +193,19 @@ def guard_succeed() -> object:
     return (*answers, *w.wrongs(1, ist), w.locked())
 
 
+def guard_release() -> object:
+    """An administrator's unlock_member ends the lock at once: the member logs in again; its counter is back
+    at 0 (two more wrong codes do not lock at a threshold of 3). Without release the lock holds for an hour."""
+    w = World(lockout_threshold=3)
+    ist = w.login()
+    before = w.wrongs(3, ist)
+    unlocked = not w.flow.unlock_member(ORG, MEMBER).is_locked
+    relogin = outcome(w.login)
+    if relogin != "ok":
+        return (*before, unlocked, relogin)
+    return (*before, unlocked, relogin, *w.wrongs(2, w.login()), w.locked())
+
+
 class StytchWorld:
     """Stytch mode: the same member behind a scripted Stytch (Stytch judges the codes, the flow counts)."""
 
@@ -290,6 +303,17 @@ def session_step_up() -> object:
     return needed, done, w.check(session)
 
 
+def session_revoke() -> object:
+    """A revoked session answers session_not_found at once; its step-up code dies with it."""
+    w = World()
+    session = w.session()
+    w.clock.advance(1801)
+    needed = w.check(session)
+    code = w.code
+    w.flow.revoke_session(session_token=session)
+    return needed, w.check(session), w.auth(code, session=session)
+
+
 SCENARIOS: dict[str, tuple[Callable[[], object], object]] = {
     "code.issue->SENT": (code_issue, "ok"),
     "code.expire->DEAD": (code_expire, NO_CODE),
@@ -301,6 +325,7 @@ SCENARIOS: dict[str, tuple[Callable[[], object], object]] = {
     "guard.fail->OPEN": (guard_fail_counts, (NF, NF, LOCKED, True)),
     "guard.unlock->OPEN": (guard_unlock, (NF, NF, LOCKED, False, NF, NF, LOCKED, True)),
     "guard.succeed->OPEN": (guard_succeed, (NF, NF, "ok", NF, False)),
+    "guard.release->OPEN": (guard_release, (NF, NF, LOCKED, True, "ok", NF, NF, False)),
     "guard.count->OPEN": (guard_count, (INTERNAL, INTERNAL, LOCKED, True)),
     "guard.confirm->LOCKED": (guard_confirm, (NF, NF, LOCKED, True)),
     "guard.uncount->OPEN": (guard_uncount, ("session_not_found", "session_not_found", NF, False)),
@@ -311,6 +336,7 @@ SCENARIOS: dict[str, tuple[Callable[[], object], object]] = {
     "session.touch->ACTIVE": (session_touch, (("ok", False), ("ok", False))),
     "session.add_factor->ACTIVE": (session_add_factor, ["magic_link", "otp", "password"]),
     "session.step_up->ACTIVE": (session_step_up, (("ok", True), "ok", ("ok", False))),
+    "session.revoke->REVOKED": (session_revoke, (("ok", True), ("session_not_found", None), "session_not_found")),
 }
 
 

@@ -161,6 +161,9 @@ PUBLIC_SIGNATURES: dict[str, tuple[str, ...]] = {
     "delete_mfa_phone_number": ("organization_id", "member_id"),
     "get_member": ("organization_id", "member_id"),
     "get_organization": ("organization_id",),
+    "revoke_session": ("member_session_id", "session_token", "session_jwt", "member_id"),
+    "list_member_sessions": ("organization_id", "member_id"),
+    "unlock_member": ("organization_id", "member_id"),
 }
 #: Names a parameter would carry if it let the caller assert something about the member's factors.
 CALLER_ASSERTS_A_FACTOR = re.compile(
@@ -236,6 +239,10 @@ def _baseline(env: Env, method: str) -> dict[str, Any]:
                 "intermediate_session_token": ist}
     if method == "authenticate_session":
         return {"session_token": totp_session(env, ORG, M_TOTP)}
+    if method == "revoke_session":
+        return {"session_token": totp_session(env, ORG, M_TOTP)}
+    if method in ("list_member_sessions", "unlock_member"):
+        return {"organization_id": ORG, "member_id": M_UNVERIFIED}
     if method == "record_mfa_factor":
         return {"organization_id": ORG, "member_id": M_TOTP, "factor_type": "totp",
                 "intermediate_session_token": primary_ist(env, ORG, M_TOTP)}
@@ -264,14 +271,18 @@ def test_non_str_argument_is_an_mfa_error_never_a_bare_type_error(method: str, a
     good = str(kwargs.get(arg, "eyJhbGciOiJIUzI1NiJ9.e30.c2ln"))
     bad = {"int": 12345, "bytes": good.encode(), "list": [good], "None": None}[kind]
     call = dict(kwargs)
-    if arg in TOKEN_ARGUMENTS:  # the bad value is the call's only token
-        for token in TOKEN_ARGUMENTS:
+    # the bad value is the call's only token (revoke_session's selectors, member_id among them, are exclusive)
+    exclusive = (*TOKEN_ARGUMENTS, "member_id") if method == "revoke_session" else TOKEN_ARGUMENTS
+    if arg in exclusive:
+        for token in exclusive:
             call.pop(token, None)
     call[arg] = bad
     mark = env.mark()
     with pytest.raises(MfaError) as caught:
         fn(**call)
-    expected = "no_session_arguments" if kind == "None" and arg in TOKEN_ARGUMENTS else "bad_request"
+    # None leaves a required token out; revoke_session takes no token at all then, which is its bad_request
+    expected = ("no_session_arguments" if kind == "None" and arg in TOKEN_ARGUMENTS and method != "revoke_session"
+                else "bad_request")
     assert (caught.value.error_type, caught.value.status_code) == (expected, 400), str(caught.value)
     assert env.sent_since(mark) == []
     # the argument alone decided: the same call with the valid value goes through

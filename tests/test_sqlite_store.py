@@ -529,7 +529,9 @@ def test_expiring_records_carry_their_expiry_and_the_others_none(db: str, sync_s
     refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong_code(code), intermediate_session_token=ist)
     assert expiry()["guard"] is None  # an open guard (the failure counter) never expires
     flow.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist)
-    assert expiry() == {"guard": None, "member": None, "window": NOW + 600, "session": NOW + 3600}
+    # the session lives under its token's digest, its id reference and its member's index, each as long as it
+    assert expiry() == {"guard": None, "member": None, "window": NOW + 600, "session": NOW + 3600,
+                        "sid": NOW + 3600, "sessions": NOW + 3600}
 
 
 def leaves(value: Any) -> Iterator[Any]:

@@ -24,7 +24,16 @@ from mfa_flow.errors import MfaError, error_body
 from mfa_flow.files import Fixtures, load_fixtures, load_policy_file
 from mfa_flow.policy import Policy
 from mfa_flow.stores import AsyncStore, Store
-from mfa_flow.wire import AUTHENTICATE, DELETE_MFA_PHONE_NUMBER, GET_MEMBER, GET_ORGANIZATION, SEND, parse_body
+from mfa_flow.wire import (
+    AUTHENTICATE,
+    DELETE_MFA_PHONE_NUMBER,
+    GET_MEMBER,
+    GET_ORGANIZATION,
+    GET_SESSIONS,
+    REVOKE_SESSION,
+    SEND,
+    parse_body,
+)
 from mfa_flow.wire import new_request_id as _request_id
 
 __all__ = ["create_app"]
@@ -88,8 +97,16 @@ def _routes(emulator: Emulator) -> list[Route]:
         params = request.path_params
         return await emulator.delete_mfa_phone_number(params["organization_id"], params["member_id"])
 
+    async def revoke_session(request: Request) -> dict[str, Any]:
+        return await emulator.revoke_session(parse_body(await request.body()))
+
+    async def list_sessions(request: Request) -> dict[str, Any]:
+        return await emulator.list_sessions(request.query_params)
+
     routes = [
         Route(SEND.route, stytch(send), methods=[SEND.method]),
+        Route(REVOKE_SESSION.route, stytch(revoke_session), methods=[REVOKE_SESSION.method]),
+        Route(GET_SESSIONS.route, stytch(list_sessions), methods=[GET_SESSIONS.method]),
         Route(AUTHENTICATE.route, stytch(authenticate), methods=[AUTHENTICATE.method]),
         Route(GET_ORGANIZATION.route, stytch(get_organization), methods=[GET_ORGANIZATION.method]),
         Route(GET_MEMBER.route, stytch(get_member), methods=[GET_MEMBER.method]),

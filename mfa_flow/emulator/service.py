@@ -18,7 +18,7 @@ from mfa_flow.files import Fixtures
 from mfa_flow.policy import Policy
 from mfa_flow.stores import AsyncStore, Store
 from mfa_flow.transports import SmsMessage
-from mfa_flow.wire import AUTHENTICATE, GET_MEMBER, GET_ORGANIZATION, SEND, Endpoint
+from mfa_flow.wire import AUTHENTICATE, GET_MEMBER, GET_ORGANIZATION, GET_SESSIONS, REVOKE_SESSION, SEND, Endpoint
 
 __all__ = ["Emulator", "MessageLog", "OffsetClock"]
 
@@ -150,6 +150,18 @@ class Emulator:
         member = await self.flow.delete_mfa_phone_number(organization_ref, member_ref)
         org = await self.flow.get_organization(organization_ref)
         return {"member_id": member.member_id, "member": member.to_dict(), "organization": org.to_dict()}
+
+    async def revoke_session(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        f = REVOKE_SESSION.check(body)
+        await self.flow.revoke_session(member_session_id=f.get("member_session_id"),
+                                       session_token=f.get("session_token"), session_jwt=f.get("session_jwt"),
+                                       member_id=f.get("member_id"))
+        return {}
+
+    async def list_sessions(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        f = GET_SESSIONS.check(query)
+        sessions = await self.flow.list_member_sessions(f["organization_id"], f["member_id"])
+        return {"member_sessions": [s.to_dict() for s in sessions]}
 
     # --- the test endpoints -------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from mfa_flow.engine.reading import (
     resolve,
     token_record,
 )
-from mfa_flow.engine.sessions import consume_ist, grow_session, new_session
+from mfa_flow.engine.sessions import consume_ist, grow_session, index_key, new_session, record_session
 from mfa_flow.errors import (
     CodeRejected,
     MfaError,
@@ -41,7 +41,6 @@ from mfa_flow.state import (
     SessionPhase,
     SessionState,
     clone,
-    keys,
     replace,
 )
 from mfa_flow.stores import Write
@@ -83,7 +82,7 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token:
            minutes: int | None, enrollment: str | None, set_default: bool | None, _verdict: object) -> Step:
     org, base = yield from resolve(ctx, org_ref, member_ref)                      # 2
     policy = ctx.policy
-    sub, got = yield from read_subject(org, base, now, token)
+    sub, got = yield from read_subject(org, base, now, token, index_key(base.member_id))
     record = token_record(ctx, got, sub, token, now)                              # 3
     digest = token.digest
     core.check_lock(sub.guard)                                                    # 4
@@ -157,11 +156,11 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token:
         consume_ist(out, record, token)
         session_token, session = new_session(
             ctx, out, sub, (*record.factors, factor), now,
-            minutes if minutes is not None else policy.default_session_minutes)
+            minutes if minutes is not None else policy.default_session_minutes, got)
     else:
         assert isinstance(record, SessionState)
         session_token = token.value
-        session = grow_session(ctx, out, record, digest, factor, now, minutes)
+        session = grow_session(ctx, out, record, digest, factor, now, minutes, got)
     out.finish = lambda *_: AuthenticateResult(member_id=mid, member=after, organization=org,
                                               session_token=session_token,
                                               member_session=core.member_session(session, org))
@@ -194,7 +193,7 @@ def settle(ctx: Context, now: float, org: Organization, base: Member, token: Tok
     """What Stytch answered: a success resets the counter, records the session locally and refreshes the
     member view; a wrong code keeps the counted failure (and locks at the threshold); any other answer
     takes the attempt back. No answer at all keeps it counted (the code may have been judged)."""
-    sub, got = yield from read_subject(org, base, now, token)
+    sub, got = yield from read_subject(org, base, now, token, index_key(base.member_id))
     out = Outcome()
     oid, mid = org.organization_id, base.member_id
     guard = sub.guard
@@ -213,7 +212,7 @@ def settle(ctx: Context, now: float, org: Organization, base: Member, token: Tok
         if token.kind == "ist" and token.key in got:
             out.writes[token.key] = DELETE  # Stytch consumed it: so does the local record
         prior = value(got, token.key, SessionState, None) if token.kind == "session" else None
-        out.writes[keys.session(token_digest(text_at(answer, "session_token")))] = Write(session, session.expires_at)
+        record_session(out, session, token_digest(text_at(answer, "session_token")), got, now)
         ctx.note(out, "otp.verified", now, oid, mid, after.mfa_phone_number, purpose=sub.code.purpose or "login")
         if prior is not None and prior.state is SessionPhase.STEP_UP_REQUIRED:
             ctx.note(out, "session.step_up_completed", now, oid, mid, factor="otp")

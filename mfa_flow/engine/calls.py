@@ -28,6 +28,7 @@ from mfa_flow.errors import (
     ConfigurationError,
     DeliveryFailed,
     MfaError,
+    ProviderError,
     RequestError,
     StoreFailure,
     UnexpectedResponse,
@@ -228,6 +229,12 @@ class FlowEngine:
                 answer = yield invoke((remote.call, remote.args))
             except Failed as refused:
                 failure = refused.error
+            if remote.settle is None:
+                if failure is not None:
+                    emit(self._sinks, outcome.events)
+                    raise failure if isinstance(failure, MfaError) else ProviderError(
+                        "internal_server_error", "Stytch gave no answer") from None
+                return self._finish(outcome, None, undo, now, answer)
             events = outcome.events
             outcome = yield from self._transact(partial(remote.settle, answer, failure), now)
             outcome.events[:0] = events

@@ -119,11 +119,12 @@ class Delivery:
 @attrs.define(slots=True)
 class Remote:
     """Stytch mode: a call to make after the commit, then the decision that settles what it answered
-    (its answer, or the error it raised) in a second transaction."""
+    (its answer, or the error it raised) in a second transaction. Without one, a failure is raised as it
+    came and an answer goes to the outcome's ``finish``."""
 
     call: Callable[..., Any]
     args: tuple[Any, ...]
-    settle: Callable[[Any, BaseException | None], Step]
+    settle: Callable[[Any, BaseException | None], Step] | None
 
 
 @attrs.define(slots=True)

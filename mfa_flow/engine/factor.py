@@ -7,7 +7,7 @@ from functools import partial
 from mfa_flow import core
 from mfa_flow.engine.context import Context, Outcome, Plan, Step
 from mfa_flow.engine.reading import Token, one_token, read_subject, resolve, token_record
-from mfa_flow.engine.sessions import consume_ist, grow_session, new_session
+from mfa_flow.engine.sessions import consume_ist, grow_session, index_key, new_session
 from mfa_flow.errors import ConfigurationError, RequestError
 from mfa_flow.results import AuthenticateResult
 from mfa_flow.state import Factor, LoginState, SessionState
@@ -30,7 +30,7 @@ def plan(ctx: Context, now: float, organization_id: object, member_id: object, f
 def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token: Token, factor_type: str,
            _verdict: object) -> Step:
     org, base = yield from resolve(ctx, org_ref, member_ref)
-    sub, got = yield from read_subject(org, base, now, token)
+    sub, got = yield from read_subject(org, base, now, token, index_key(base.member_id))
     record = token_record(ctx, got, sub, token, now)
     core.check_lock(sub.guard)
     factor = Factor(*core.RECORDED_FACTORS[factor_type], now)
@@ -38,11 +38,11 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token:
     if isinstance(record, LoginState):
         consume_ist(out, record, token)
         session_token, session = new_session(ctx, out, sub, (*record.factors, factor), now,
-                                             ctx.policy.default_session_minutes)
+                                             ctx.policy.default_session_minutes, got)
     else:
         assert isinstance(record, SessionState)
         session_token = token.value
-        session = grow_session(ctx, out, record, token.digest, factor, now, None)
+        session = grow_session(ctx, out, record, token.digest, factor, now, None, got)
     member = sub.member
     out.finish = lambda *_: AuthenticateResult(member_id=base.member_id, member=member, organization=org,
                                               session_token=session_token,

@@ -12,7 +12,7 @@ from mfa_flow.crypto import token_digest
 from mfa_flow.engine.context import DELETE, Context, Outcome, Plan, Step
 from mfa_flow.engine.reading import Token, read_subject, refresh, resolve, text, token_record
 from mfa_flow.engine.send import count_send, send_automatically
-from mfa_flow.engine.sessions import new_session
+from mfa_flow.engine.sessions import index_key, new_session, record_session
 from mfa_flow.errors import ConfigurationError, MfaError, RequestError, UnexpectedResponse
 from mfa_flow.phone import parse_phone, region_of
 from mfa_flow.records import Member, Organization
@@ -48,7 +48,7 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, method
     session_token = None if session_ref is None else text(session_ref, "session_token")
     policy = ctx.policy
     token = None if session_token is None else Token.of("session", session_token)
-    sub, got = yield from read_subject(org, base, now, token)
+    sub, got = yield from read_subject(org, base, now, token, index_key(base.member_id))
     passed = token_record(ctx, got, sub, token, now)
     passed_digest = token.digest if token is not None else ""
     core.check_lock(sub.guard)
@@ -67,7 +67,7 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, method
             session_token=session_token or "", member_session=core.member_session(session, org))
         return out
     if method != "discovery" and not owed:
-        token_value, new = new_session(ctx, out, sub, (primary,), now, policy.default_session_minutes)
+        token_value, new = new_session(ctx, out, sub, (primary,), now, policy.default_session_minutes, got)
         out.finish = lambda *_: PrimaryAuthResult(
             member_id=mid, organization_id=oid, member=member, organization=org, member_authenticated=True,
             session_token=token_value, member_session=core.member_session(new, org))
@@ -131,7 +131,7 @@ def _decide_record(ctx: Context, now: float, response: Mapping[str, Any], org: O
                    ist: str, session_token: str, shown: MemberSession | None, required: MfaRequired | None,
                    authenticated: bool, _verdict: object) -> Step:
     yield from refresh(ctx, response)
-    sub, _ = yield from read_subject(org, member, now)
+    sub, got = yield from read_subject(org, member, now, None, index_key(member.member_id))
     policy = ctx.policy
     oid, mid = org.organization_id, member.member_id
     out = Outcome()
@@ -144,7 +144,7 @@ def _decide_record(ctx: Context, now: float, response: Mapping[str, Any], org: O
         out.writes[keys.login(ist_digest)] = Write(login, login.expires_at)
     if shown is not None:
         session = session_record(shown, now)
-        out.writes[keys.session(token_digest(session_token))] = Write(session, session.expires_at)
+        record_session(out, session, token_digest(session_token), got, now)
         ctx.note(out, "session.created", now, oid, mid, factors=[f.type for f in session.factors])
     phone = after.mfa_phone_number
     if required is not None and required.secondary_auth_initiated == "sms_otp" and phone:

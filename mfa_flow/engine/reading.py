@@ -109,13 +109,13 @@ def resolve(ctx: Context, org_ref: object, member_ref: object, *,
     return org, member
 
 
-def read_subject(org: Organization, base: Member, now: float,
-                 token: Token | None = None) -> Generator[Effect, Any, tuple[Subject, dict[str, Entry]]]:
-    """The member's records, read with the passed token's (one round trip), settled at ``now``."""
+def read_subject(org: Organization, base: Member, now: float, token: Token | None = None,
+                 also: tuple[str, ...] = ()) -> Generator[Effect, Any, tuple[Subject, dict[str, Entry]]]:
+    """The member's records, read with the passed token's and ``also`` (one round trip), settled at ``now``."""
     oid, mid = org.organization_id, base.member_id
     k_member, k_guard, k_code = keys.subject(oid, mid)
-    got = yield Read([k_member, k_guard, k_code, token.key] if token is not None and token.key
-                     else [k_member, k_guard, k_code])
+    got = yield Read([k_member, k_guard, k_code, token.key, *also] if token is not None and token.key
+                     else [k_member, k_guard, k_code, *also])
     # Absent records (the common case) take their defaults without a lookup; lazy expiry only
     # concerns a locked guard and a sent code.
     overlay = value(got, k_member, MemberState) if k_member in got else core.EMPTY_OVERLAY

@@ -24,7 +24,9 @@ from mfa_flow.state import (
     MemberState,
     PhoneLink,
     SendWindow,
+    SessionIndex,
     SessionPhase,
+    SessionRef,
     SessionState,
 )
 
@@ -32,7 +34,7 @@ __all__ = ["decode", "encode"]
 
 _TAGS: dict[type, str] = {
     MemberState: "member", GuardState: "guard", CodeState: "code", LoginState: "ist",
-    SessionState: "session", SendWindow: "window", PhoneLink: "link",
+    SessionState: "session", SendWindow: "window", PhoneLink: "link", SessionIndex: "sessions", SessionRef: "sid",
 }
 _TYPES = {tag: cls for cls, tag in _TAGS.items()}
 _PHASES: dict[type, type[enum.Enum]] = {
@@ -77,6 +79,8 @@ def decode(text: str | bytes) -> object:
             data["factors"] = tuple(Factor(*f) for f in data["factors"])
         if cls is SendWindow:
             data["times"] = tuple(data["times"])
+        if cls is SessionIndex:
+            data["entries"] = tuple(tuple(e) for e in data["entries"])
         return cls(**data)
     except (ValueError, KeyError, TypeError) as exc:
         raise StoreFailure("internal_server_error", "store: a record could not be read") from exc

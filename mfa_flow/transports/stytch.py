@@ -41,6 +41,8 @@ from mfa_flow.wire import (
     DELETE_MFA_PHONE_NUMBER,
     GET_MEMBER,
     GET_ORGANIZATION,
+    GET_SESSIONS,
+    REVOKE_SESSION,
     SEND,
     Endpoint,
     member_from,
@@ -230,6 +232,14 @@ class StytchProvider:
         answer = self._call(DELETE_MFA_PHONE_NUMBER, {"organization_id": organization_id, "member_id": member_id})
         return self._api.same_subject(answer, organization_id, member_id)
 
+    def revoke_session(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /v1/b2b/sessions/revoke`` with one selector."""
+        return self._call(REVOKE_SESSION, {}, body=body)
+
+    def list_sessions(self, query: Mapping[str, str]) -> dict[str, Any]:
+        """``GET /v1/b2b/sessions``: the member's live sessions, as Stytch lists them."""
+        return self._call(GET_SESSIONS, {}, query=query)
+
     def directory(self, *, cache_seconds: float = 60) -> StytchDirectory:
         """Organizations and members read from Stytch: the default directory in Stytch mode."""
         return StytchDirectory(self, cache_seconds=cache_seconds)
@@ -314,6 +324,12 @@ class AsyncStytchProvider:
         answer = await self._call(DELETE_MFA_PHONE_NUMBER,
                                   {"organization_id": organization_id, "member_id": member_id})
         return self._api.same_subject(answer, organization_id, member_id)
+
+    async def revoke_session(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._call(REVOKE_SESSION, {}, body=body)
+
+    async def list_sessions(self, query: Mapping[str, str]) -> dict[str, Any]:
+        return await self._call(GET_SESSIONS, {}, query=query)
 
     def directory(self, *, cache_seconds: float = 60) -> AsyncStytchDirectory:
         return AsyncStytchDirectory(self, cache_seconds=cache_seconds)
