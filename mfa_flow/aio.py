@@ -57,7 +57,7 @@ class AsyncMfaFlow(FlowEngine):
 
     async def record_primary_auth(self, response: Mapping[str, Any]) -> PrimaryAuthResult:
         """Stytch mode: record Stytch's primary-auth answer (see ``MfaFlow.record_primary_auth``)."""
-        return await self._run(self._call("otp.refused", "", "", PrimaryAuthResult, primary.record, (response,)))
+        return await self._run(self._call(None, "", "", PrimaryAuthResult, primary.record, (response,)))
 
     async def send_sms_otp(self, organization_id: str, member_id: str, *, mfa_phone_number: str | None = None,
                            locale: str | None = None, intermediate_session_token: str | None = None,

@@ -53,13 +53,13 @@ class MfaFlow(FlowEngine):
                                     (organization_id, member_id, method, session_token, locale)))
 
     def record_primary_auth(self, response: Mapping[str, Any]) -> PrimaryAuthResult:
-        """Stytch mode: record Stytch's primary-auth answer — the SDK's ``.dict()`` or the raw JSON — which
+        """Stytch mode: record Stytch's primary-auth answer — the SDK's ``.model_dump()`` or the raw JSON — which
         Stytch answered after authenticating the member and, when MFA is owed, texting the first code.
 
         It refreshes the member view, keeps the IST's digest and the session's record (for the inactivity
         rule), and counts Stytch's automatic send against the local limits (an exceeded limit is reported in
         the ``otp.sent`` event, not refused: the SMS has gone)."""
-        return self._run(self._call("otp.refused", "", "", PrimaryAuthResult, primary.record, (response,)))
+        return self._run(self._call(None, "", "", PrimaryAuthResult, primary.record, (response,)))
 
     def send_sms_otp(self, organization_id: str, member_id: str, *, mfa_phone_number: str | None = None,
                      locale: str | None = None, intermediate_session_token: str | None = None,

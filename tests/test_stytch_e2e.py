@@ -307,8 +307,9 @@ def test_the_flows_lock_refuses_before_stytch(server: EmulatorProcess, connect: 
 
 
 @SYNC_ONLY
-def test_stytchs_own_lock_reaches_the_caller(server: EmulatorProcess, app: App) -> None:
-    """Ten wrong codes across a resend: "Stytch" locks the member and says so; nothing more is sent."""
+def test_stytchs_own_lock_reaches_the_caller_and_locks_here_too(server: EmulatorProcess, app: App) -> None:
+    """Ten wrong codes across a resend: "Stytch" locks the member and says so; the flow locks the member too,
+    so the next send is refused here, before any request, and nothing more is sent."""
     ist = app.login().intermediate_session_token
     code = server.code(ADA)
     for _ in range(5):  # the 5th kills the code (max_attempts_per_code) and still answers otp_code_not_found
@@ -322,7 +323,7 @@ def test_stytchs_own_lock_reaches_the_caller(server: EmulatorProcess, app: App) 
                      intermediate_session_token=ist)
     assert isinstance(err, RateLimited)
     sent = len(server.messages())
-    app.remote("user_lock_limit_reached", "send_sms_otp", ORG, ADA, intermediate_session_token=ist)
+    app.local("user_lock_limit_reached", "send_sms_otp", ORG, ADA, intermediate_session_token=ist)
     assert len(server.messages()) == sent
     assert app.at_stytch(ADA)["is_locked"] is True
 

@@ -708,12 +708,57 @@ def test_an_authenticate_that_never_reached_stytch_takes_the_attempt_back(
     env = make_env(lockout_threshold=2)
     env.stytch.script("authenticate", WRONG, *[httpx.ConnectError] * 3)
     env.refused("otp_code_not_found", "authenticate_sms_otp", ORG, ADA, CODE, session_token=SESSION)
-    with pytest.raises(ProviderError):  # no answer from Stytch: not a refusal of Stytch's
+    with pytest.raises(ProviderError) as caught:  # no answer from Stytch: not a refusal of Stytch's
         env.run("authenticate_sms_otp", ORG, ADA, CODE, session_token=SESSION)
+    assert "could not be reached; the attempt was not counted" in caught.value.error_message
     assert len(env.calls()) == 4  # connect failures are retried: the request surely never arrived
     assert len(no_pauses) == 2
     assert env.failures() == 1
     assert env.run("get_member", ORG, ADA).is_locked is False
+
+
+def test_stytchs_own_lock_locks_the_member_here_too(env: Env) -> None:
+    """Stytch locks at its own threshold (10, as ours by default) and answers the failure that reached it with
+    user_lock_limit_reached, not otp_code_not_found: the flow locks the member too, once, and refuses the
+    next send and authenticate itself, before any request."""
+    env.stytch.script("authenticate", *[WRONG] * 9, error("user_lock_limit_reached", 429))
+    for _ in range(9):
+        env.refused("otp_code_not_found", "authenticate_sms_otp", ORG, ADA, CODE, intermediate_session_token=IST)
+    err = env.refused("user_lock_limit_reached", "authenticate_sms_otp", ORG, ADA, CODE,
+                      intermediate_session_token=IST)
+    assert_from_stytch(err)  # Stytch's own answer, its request id kept
+    assert env.run("get_member", ORG, ADA).is_locked is True
+    assert names(env.events).count("member.locked") == 1
+    assert reasons(env.events, "otp.failed")[-1] == "user_lock_limit_reached"
+    calls = len(env.calls())
+    env.refused("user_lock_limit_reached", "send_sms_otp", ORG, ADA, intermediate_session_token=IST)
+    env.refused("user_lock_limit_reached", "authenticate_sms_otp", ORG, ADA, CODE, intermediate_session_token=IST)
+    assert len(env.calls()) == calls
+
+
+def test_stytchs_lock_answered_before_our_threshold_locks_here_too(make_env: Callable[..., Env]) -> None:
+    """Stytch may hold the member locked from attempts the flow never saw: its lock is followed at once."""
+    env = make_env(lockout_threshold=10)
+    env.stytch.script("authenticate", error("user_lock_limit_reached", 429))
+    env.refused("user_lock_limit_reached", "authenticate_sms_otp", ORG, ADA, CODE, intermediate_session_token=IST)
+    assert env.failures() == 1
+    assert env.run("get_member", ORG, ADA).is_locked is True
+
+
+def test_a_directory_read_that_cannot_reach_stytch_says_so(env: Env, no_pauses: list[float]) -> None:
+    env.stytch.script("get_organization", *[httpx.ConnectError] * 3)
+    err = env.refused("internal_server_error", "send_sms_otp", ORG, ADA, intermediate_session_token=IST)
+    assert type(err) is ProviderError
+    assert err.error_message.startswith("Stytch could not be read")
+    assert "store" not in err.error_message
+
+
+def test_a_malformed_primary_auth_answer_emits_no_refusal_of_a_send(env: Env) -> None:
+    raw = env.primary_answer()
+    raw.pop("member")
+    with pytest.raises(UnexpectedResponse):
+        env.run("record_primary_auth", raw)
+    assert "otp.refused" not in names(env.events)
 
 
 def _without(field: str) -> Callable[[Env], Answer]:
@@ -850,7 +895,7 @@ def test_concurrent_wrong_codes_are_each_counted_and_lock_the_member(store_kind:
         assert env.run("get_member", ORG, ADA).is_locked is True
         assert sorted(outcomes) == ["user_lock_limit_reached"] * threads_n
         assert names(env.events).count("otp.failed") == threads_n
-        assert "member.locked" in names(env.events)
+        assert names(env.events).count("member.locked") == 1  # by the settlement that locked, not by each
         env.refused("user_lock_limit_reached", "send_sms_otp", ORG, ADA, session_token=SESSION)
         assert len(env.calls()) == threads_n
     finally:
@@ -962,8 +1007,8 @@ MALFORMED = [
     pytest.param(lambda raw: raw.update(mfa_required="sms_otp"), "mfa_required", id="mfa_required-not-an-object"),
     pytest.param(lambda raw: raw["mfa_required"].update(secondary_auth_initiated="email_otp"),
                  "mfa_required.secondary_auth_initiated", id="bad-secondary_auth_initiated"),
-    pytest.param(lambda raw: raw["mfa_required"].pop("member_options"), "mfa_required.member_options",
-                 id="no-member_options"),
+    pytest.param(lambda raw: raw["mfa_required"].update(member_options="XXXXXXX0101"), "mfa_required.member_options",
+                 id="member_options-not-an-object"),
     pytest.param(lambda raw: raw.update(intermediate_session_token=""), "intermediate_session_token",
                  id="no-token-at-all"),
     pytest.param(lambda raw: raw.update(member_authenticated="no"), "member_authenticated",
@@ -985,6 +1030,22 @@ def test_malformed_primary_auth_answers_are_unexpected_response(env: Env, corrup
     assert len(env.flow.store) == 0  # type: ignore[arg-type]
     assert env.stytch.requests == []
     assert not {"otp.sent", "session.created"} & set(names(env.events))  # nothing was recorded
+
+
+@pytest.mark.parametrize("absent", ["missing", "null"])
+def test_primary_auth_answer_without_member_options_shows_the_members_own(env: Env, absent: str) -> None:
+    """The official SDK types mfa_required.member_options as optional: without it, the options shown are the
+    member's (its masked number and TOTP registration), and the answer is recorded as any other."""
+    raw = env.primary_answer()
+    if absent == "null":
+        raw["mfa_required"]["member_options"] = None
+    else:
+        del raw["mfa_required"]["member_options"]
+    result = env.run("record_primary_auth", raw)
+    assert result.mfa_required is not None
+    assert result.mfa_required.member_options.mfa_phone_number == MASKED_ADA
+    assert result.mfa_required.secondary_auth_initiated == "sms_otp"
+    assert "otp.sent" in names(env.events)
 
 
 def test_malformed_session_in_a_primary_auth_answer_is_unexpected_response(env: Env) -> None:

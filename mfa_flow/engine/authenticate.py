@@ -227,27 +227,42 @@ def settle(ctx: Context, now: float, org: Organization, base: Member, token: Tok
         return out
     guard = clone(guard)
     phone = sub.member.mfa_phone_number
-    if isinstance(failure, MfaError) and failure.error_type == "otp_code_not_found":
-        machine.fire(machine.GUARD, "confirm", guard, now=now, threshold=ctx.policy.lockout_threshold,
-                     lock_for=ctx.policy.lockout_duration)
-        ctx.note(out, "otp.failed", now, oid, mid, phone, "otp_code_not_found", failures=guard.failures)
-        error: MfaError = failure
-        if guard.state is GuardPhase.LOCKED:
+    judged = _judged_wrong(failure)
+    if judged is not None:
+        # A wrong code keeps the counted failure and locks at the threshold; Stytch's own lock (its answer to
+        # the failure that reached *its* threshold, or to any attempt while it holds the member) locks here too.
+        threshold = ctx.policy.lockout_threshold if judged == "otp_code_not_found" else 0
+        locked_now = machine.fire(machine.GUARD, "confirm", guard, now=now, threshold=threshold,
+                                  lock_for=ctx.policy.lockout_duration)
+        ctx.note(out, "otp.failed", now, oid, mid, phone, judged, failures=guard.failures)
+        if locked_now:  # once, by the settlement that locked: later ones find it locked
             ctx.note(out, "member.locked", now, oid, mid, phone, "user_lock_limit_reached",
                      locked_until=guard.locked_until)
             if sub.code.state is CodePhase.SENT:
                 out.writes[sub.k_code] = DELETE
-            error = RateLimited("user_lock_limit_reached", "member: locked after too many wrong codes")
-    else:
-        if _not_judged(failure):
-            machine.fire(machine.GUARD, "uncount", guard)
+        assert isinstance(failure, MfaError)
+        error: MfaError = failure if guard.state is not GuardPhase.LOCKED or judged != "otp_code_not_found" \
+            else RateLimited("user_lock_limit_reached", "member: locked after too many wrong codes")
+    elif _not_judged(failure):
+        machine.fire(machine.GUARD, "uncount", guard)
         error = failure if isinstance(failure, MfaError) else ProviderError(
-            "internal_server_error", "Stytch gave no answer to the authenticate (the attempt stays counted)")
+            "internal_server_error", "Stytch could not be reached; the attempt was not counted")
+        ctx.note(out, "otp.failed", now, oid, mid, phone, error.error_type, failures=guard.failures)
+    else:
+        error = failure if isinstance(failure, MfaError) else ProviderError(
+            "internal_server_error", "Stytch gave no answer to the authenticate; the attempt stays counted")
         ctx.note(out, "otp.failed", now, oid, mid, phone, error.error_type, failures=guard.failures)
     out.writes[sub.k_guard] = Write(guard, guard.locked_until or None)
     ctx.member_changed(out, sub, sub.overlay, guard, now)
     out.error = error
     return out
+
+
+def _judged_wrong(failure: BaseException | None) -> str | None:
+    """Stytch's answer that the attempt failed: a wrong code, or its own lock on the member."""
+    if isinstance(failure, MfaError) and failure.error_type in ("otp_code_not_found", "user_lock_limit_reached"):
+        return failure.error_type
+    return None
 
 
 def _not_judged(failure: BaseException | None) -> bool:

@@ -292,8 +292,9 @@ class FlowEngine:
                 elif isinstance(failure, UnexpectedResponse):
                     error = failure  # Stytch's 200 could not be read: said as such, the SMS may have gone
                 else:
-                    error = DeliveryFailed("downstream_carrier_error", "the SMS gateway " + (
-                        "refused the message" if rejected else "may not have delivered the message"))
+                    error = DeliveryFailed("downstream_carrier_error", (
+                        "the SMS gateway " if delivery.request is None else "Stytch ") + (
+                        "did not send the message" if rejected else "may not have sent the message"))
         if events:  # built only when someone listens
             emit(self._sinks, events)
         if error is not None:

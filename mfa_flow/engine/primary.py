@@ -14,7 +14,7 @@ from mfa_flow.engine.reading import Token, read_subject, refresh, resolve, text,
 from mfa_flow.engine.send import count_send, send_automatically
 from mfa_flow.engine.sessions import index_key, new_session, record_session
 from mfa_flow.errors import ConfigurationError, MfaError, RequestError, UnexpectedResponse
-from mfa_flow.phone import parse_phone, region_of
+from mfa_flow.phone import mask_phone, parse_phone, region_of
 from mfa_flow.records import Member, Organization
 from mfa_flow.results import MemberOptions, MemberSession, MfaRequired, PrimaryAuthResult
 from mfa_flow.state import Factor, LoginState, SessionPhase, SessionState, clone, keys
@@ -91,7 +91,7 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, method
 # --- Stytch mode (§11): Stytch authenticated the member; the flow records what it answered ---------------------
 
 def record(ctx: Context, now: float, response: object) -> Plan:
-    """``record_primary_auth``: Stytch's primary-auth answer (the SDK's ``.dict()`` or the raw JSON), read
+    """``record_primary_auth``: Stytch's primary-auth answer (the SDK's ``.model_dump()`` or the raw JSON), read
     whole before anything is recorded: an answer that is not Stytch's fails closed, naming the field."""
     if ctx.remote is None:
         raise ConfigurationError("record_primary_auth: records Stytch's answers in Stytch mode (a StytchProvider "
@@ -112,14 +112,16 @@ def record(ctx: Context, now: float, response: object) -> Plan:
     if mfa is not None:
         if not isinstance(mfa, Mapping):
             raise UnexpectedResponse("Stytch's answer: mfa_required: not an object")
-        options = object_at(mfa, "member_options", "mfa_required.")
         initiated = mfa.get("secondary_auth_initiated")
         if initiated not in (None, "sms_otp"):
             raise UnexpectedResponse("Stytch's answer: mfa_required.secondary_auth_initiated: not 'sms_otp' or null")
-        required = MfaRequired(MemberOptions(text_at(options, "mfa_phone_number", "mfa_required.member_options."),
-                                             text_at(options, "totp_registration_id",
-                                                     "mfa_required.member_options.", default="")),
-                               "sms_otp" if initiated else None)
+        if mfa.get("member_options") is None:  # optional in the official SDK: shown from the member instead
+            options = MemberOptions(mask_phone(member.mfa_phone_number), member.totp_registration_id)
+        else:
+            given, where = object_at(mfa, "member_options", "mfa_required."), "mfa_required.member_options."
+            options = MemberOptions(text_at(given, "mfa_phone_number", where),
+                                    text_at(given, "totp_registration_id", where, default=""))
+        required = MfaRequired(options, "sms_otp" if initiated else None)
     authenticated = response.get("member_authenticated", bool(session_token))
     if not isinstance(authenticated, bool):
         raise UnexpectedResponse("Stytch's answer: member_authenticated: not true/false")

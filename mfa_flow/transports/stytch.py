@@ -22,9 +22,11 @@ What a provider method answers:
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import Any, Final, Self
 from urllib.parse import quote, urljoin, urlsplit
@@ -32,7 +34,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 
 from mfa_flow._version import __version__
-from mfa_flow.errors import ConfigurationError, NotFoundError, UnexpectedResponse
+from mfa_flow.errors import ConfigurationError, NotFoundError, ProviderError, UnexpectedResponse
 from mfa_flow.records import Member, Organization
 from mfa_flow.transports import DeliveryRejected, DeliveryUnknown, _http
 from mfa_flow.transports._http import CONNECT_ERRORS, check_retries, check_text, check_timeout, pauses
@@ -59,7 +61,15 @@ logger = logging.getLogger("mfa_flow.transports")
 LIVE_URL: Final = "https://api.stytch.com/"
 TEST_URL: Final = "https://test.stytch.com/"
 _HEADERS: Final = {"Content-Type": "application/json", "User-Agent": f"mfa_flow/{__version__}"}
-_LOOPBACK: Final = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def base_url_for(project_id: str) -> str:
@@ -78,7 +88,9 @@ class _Api:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigurationError("base_url: must be an http:// or https:// URL")
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        if parts.username is not None or parts.password is not None:  # it would show in repr and logs
+            raise ConfigurationError("base_url: must not carry credentials (the provider sends its own)")
+        if parts.scheme == "http" and not _loopback(parts.hostname):
             logger.warning("mfa_flow: the Stytch provider talks plain HTTP to %s: the secret crosses the network "
                            "unencrypted (use https:// outside a test network)", parts.hostname)
         self.base_url = url if url.endswith("/") else url + "/"
@@ -100,7 +112,7 @@ class _Api:
         status = response.status_code
         try:
             body = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past what the parser follows
             body = None
         if 200 <= status < 300:
             if not isinstance(body, dict):
@@ -108,7 +120,7 @@ class _Api:
                                          "not a JSON object")
             text_at(body, "request_id")
             return body
-        if sends and status >= 500:
+        if sends and (status >= 500 or 300 <= status < 400):  # a redirect is never followed: it may have gone
             raise DeliveryUnknown(f"Stytch answered the send with HTTP {status}: the SMS may have gone; not retried")
         raise stytch_error(status, body)
 
@@ -122,6 +134,15 @@ class _Api:
             raise UnexpectedResponse("Stytch's answer names another member or organization than the one asked "
                                      "for", request_id=body.get("request_id"))
         return dict(body)
+
+    @classmethod
+    def same_member(cls, body: Mapping[str, Any], organization_id: str, member_ref: str) -> dict[str, Any]:
+        """A member asked for by id or external id: the answer must be that member."""
+        member = object_at(body, "member")
+        if member_ref not in (text_at(member, "member_id", "member."), member.get("external_id")):
+            raise UnexpectedResponse("Stytch's answer names another member or organization than the one asked "
+                                     "for", request_id=body.get("request_id"))
+        return cls.same_subject(body, organization_id, text_at(member, "member_id", "member."))
 
     @staticmethod
     def same_organization(body: Mapping[str, Any], ref: str) -> dict[str, Any]:
@@ -225,8 +246,7 @@ class StytchProvider:
                                 query={"organization_id": organization_id, "member_id": member_ref})
         except NotFoundError as error:
             return _none_if_not_found(error, "member_not_found")
-        member = object_at(answer, "member")
-        return self._api.same_subject(answer, organization_id, text_at(member, "member_id", "member."))
+        return self._api.same_member(answer, organization_id, member_ref)
 
     def delete_mfa_phone_number(self, organization_id: str, member_id: str) -> dict[str, Any]:
         answer = self._call(DELETE_MFA_PHONE_NUMBER, {"organization_id": organization_id, "member_id": member_id})
@@ -317,8 +337,7 @@ class AsyncStytchProvider:
                                       query={"organization_id": organization_id, "member_id": member_ref})
         except NotFoundError as error:
             return _none_if_not_found(error, "member_not_found")
-        member = object_at(answer, "member")
-        return self._api.same_subject(answer, organization_id, text_at(member, "member_id", "member."))
+        return self._api.same_member(answer, organization_id, member_ref)
 
     async def delete_mfa_phone_number(self, organization_id: str, member_id: str) -> dict[str, Any]:
         answer = await self._call(DELETE_MFA_PHONE_NUMBER,
@@ -347,6 +366,18 @@ class AsyncStytchProvider:
 
 
 # --- the directory in Stytch mode -------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _reading_stytch() -> Iterator[None]:
+    """A directory lookup that could not reach Stytch fails closed, said as such (not as a store failure)."""
+    try:
+        yield
+    except (DeliveryRejected, DeliveryUnknown) as exc:
+        message = f"Stytch could not be read: {exc}"
+    else:
+        return
+    raise ProviderError("internal_server_error", message)
+
 
 class _Cache:
     """Records by every reference Stytch resolves, each for ``seconds`` (monotonic time)."""
@@ -405,7 +436,8 @@ class StytchDirectory:
         hit = self._cache.organization(ref)
         if hit is not None:
             return hit
-        answer = self._provider.get_organization(ref)
+        with _reading_stytch():
+            answer = self._provider.get_organization(ref)
         return None if answer is None else self._cache.put_organization(organization_from(answer))
 
     def get_member(self, org_ref: str, member_ref: str) -> Member | None:
@@ -415,7 +447,8 @@ class StytchDirectory:
         hit = self._cache.member(org.organization_id, member_ref)
         if hit is not None:
             return hit
-        answer = self._provider.get_member(org.organization_id, member_ref)
+        with _reading_stytch():
+            answer = self._provider.get_member(org.organization_id, member_ref)
         return None if answer is None else self._cache.take(answer)
 
     def find_member_by_phone(self, organization_id: str, e164: str) -> Member | None:  # noqa: ARG002 - Stytch's
@@ -446,7 +479,8 @@ class AsyncStytchDirectory:
         hit = self._cache.organization(ref)
         if hit is not None:
             return hit
-        answer = await self._provider.get_organization(ref)
+        with _reading_stytch():
+            answer = await self._provider.get_organization(ref)
         return None if answer is None else self._cache.put_organization(organization_from(answer))
 
     async def get_member(self, org_ref: str, member_ref: str) -> Member | None:
@@ -456,7 +490,8 @@ class AsyncStytchDirectory:
         hit = self._cache.member(org.organization_id, member_ref)
         if hit is not None:
             return hit
-        answer = await self._provider.get_member(org.organization_id, member_ref)
+        with _reading_stytch():
+            answer = await self._provider.get_member(org.organization_id, member_ref)
         return None if answer is None else self._cache.take(answer)
 
     def find_member_by_phone(self, organization_id: str, e164: str) -> Member | None:  # noqa: ARG002 - Stytch's
