@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from mfa_flow import machine
+from mfa_flow.arguments import text
 from mfa_flow.errors import PolicyRefusal, RateLimited, RequestError, TokenError
 from mfa_flow.phone import canonical_phone, mask_phone
 from mfa_flow.policy import Policy
@@ -240,11 +241,9 @@ def counted(window: SendWindow, now: float, keep: float) -> SendWindow:
 def check_locale(locale: object) -> str | None:
     if locale is None:
         return None
-    if not isinstance(locale, str):  # named by its type: a caller's object is never repr()-ed
-        raise RequestError("invalid_locale", f"locale: must be a string, not {type(locale).__name__}")
-    canonical = LOCALES.get(locale.lower())
-    if canonical is None:
-        raise RequestError("invalid_locale", f"locale: {locale!r} is not a supported locale")
+    canonical = LOCALES.get(text(locale, "locale", "invalid_locale").lower())
+    if canonical is None:  # the value is not quoted: it is the caller's, of any size
+        raise RequestError("invalid_locale", f"locale: not a supported locale; one of {', '.join(LOCALES.values())}")
     return canonical
 
 

@@ -15,6 +15,7 @@ import attrs
 import phonenumbers
 
 from mfa_flow._numbers import E164_SHAPE, is_own_e164, parse_number, region_and_type
+from mfa_flow.arguments import text as plain_text
 from mfa_flow.errors import InvalidPhoneNumber
 
 __all__ = [
@@ -63,6 +64,7 @@ def parse_phone(raw: object, field: str = "mfa_phone_number") -> Phone:
     """Parse a phone given by a caller; every refusal is ``invalid_phone_number`` naming ``field``."""
     if not isinstance(raw, str):
         raise InvalidPhoneNumber("invalid_phone_number", f"{field}: must be a string in E.164 form")
+    raw = plain_text(raw, field, "invalid_phone_number")
     if len(raw) > MAX_PHONE_LENGTH:
         raise InvalidPhoneNumber(
             "invalid_phone_number", f"{field}: longer than {MAX_PHONE_LENGTH} characters"

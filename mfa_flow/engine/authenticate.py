@@ -7,6 +7,7 @@ from functools import partial
 from typing import Any
 
 from mfa_flow import core, machine
+from mfa_flow.arguments import plain_int, plain_str, text
 from mfa_flow.crypto import is_code_shaped, token_digest
 from mfa_flow.engine.context import DELETE, Context, Outcome, Plan, Remote, Step, value
 from mfa_flow.engine.reading import (
@@ -56,26 +57,26 @@ def plan(ctx: Context, now: float, organization_id: object, member_id: object, c
     token = one_token(ist, session_token, session_jwt, required=True)
     assert token is not None
     minutes = None if session_duration_minutes is None else session_minutes(session_duration_minutes)
-    if set_mfa_enrollment is not None and (not isinstance(set_mfa_enrollment, str)
-                                           or set_mfa_enrollment not in ("enroll", "unenroll")):
+    enrollment = None if set_mfa_enrollment is None else text(set_mfa_enrollment, "set_mfa_enrollment")
+    if enrollment is not None and enrollment not in ("enroll", "unenroll"):
         raise RequestError("bad_request", "set_mfa_enrollment: must be 'enroll' or 'unenroll'")
     if set_default_mfa is not None and not isinstance(set_default_mfa, bool):
         raise RequestError("bad_request", "set_default_mfa: must be True or False")
-    if ctx.remote is not None:
-        if not isinstance(code, str):  # the code goes to Stytch as JSON text, as Stytch's SDK sends it
-            raise RequestError("bad_request", "code: must be a string")
-        return partial(decide_remote, ctx, now, organization_id, member_id, token, code, minutes,
-                       set_mfa_enrollment, set_default_mfa)
-    return partial(decide, ctx, now, organization_id, member_id, token, code, minutes, set_mfa_enrollment,
+    if ctx.remote is not None:  # the code goes to Stytch as JSON text, as Stytch's SDK sends it
+        return partial(decide_remote, ctx, now, organization_id, member_id, token, text(code, "code"), minutes,
+                       enrollment, set_default_mfa)
+    # locally, anything but six ASCII digits is a wrong code (§6.5): a string is looked at as a plain copy
+    submitted = plain_str(code) if isinstance(code, str) else code
+    return partial(decide, ctx, now, organization_id, member_id, token, submitted, minutes, enrollment,
                    set_default_mfa)
 
 
 def session_minutes(minutes: object) -> int:
     low, high = SESSION_MINUTES_RANGE
-    if isinstance(minutes, bool) or not isinstance(minutes, int) or not low <= minutes <= high:
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not low <= plain_int(minutes) <= high:
         raise RequestError("invalid_session_duration_minutes",
                            f"session_duration_minutes: must be an integer within {low}..{high}")
-    return minutes
+    return plain_int(minutes)
 
 
 def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token: Token, code_input: object,

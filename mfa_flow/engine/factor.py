@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from mfa_flow import core
+from mfa_flow.arguments import plain_str
 from mfa_flow.engine.context import Context, Outcome, Plan, Step
 from mfa_flow.engine.reading import Token, one_token, read_subject, resolve, token_record
 from mfa_flow.engine.sessions import consume_ist, grow_session, index_key, new_session
@@ -17,8 +18,9 @@ __all__ = ["decide", "plan"]
 
 def plan(ctx: Context, now: float, organization_id: object, member_id: object, factor_type: object, ist: object,
          session_token: object) -> Plan:
-    if not isinstance(factor_type, str) or factor_type not in core.RECORDED_FACTORS:
-        raise RequestError("bad_request", f"factor_type: must be one of {sorted(core.RECORDED_FACTORS)}")
+    if not isinstance(factor_type, str) or plain_str(factor_type) not in core.RECORDED_FACTORS:
+        raise RequestError("bad_request", f"factor_type: must be one of {', '.join(sorted(core.RECORDED_FACTORS))}")
+    factor_type = plain_str(factor_type)
     token = one_token(ist, session_token, None, required=True)
     assert token is not None
     if ctx.remote is not None and token.kind == "ist":

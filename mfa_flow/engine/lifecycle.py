@@ -14,10 +14,11 @@ from functools import partial
 from typing import Any, Final
 
 from mfa_flow import core, machine
+from mfa_flow.arguments import text
 from mfa_flow.crypto import token_digest
 from mfa_flow.engine.context import DELETE, Context, Outcome, Plan, Remote, Step, value
 from mfa_flow.engine.effects import Effect, Read
-from mfa_flow.engine.reading import read_subject, resolve, text
+from mfa_flow.engine.reading import read_subject, resolve
 from mfa_flow.engine.sessions import drop_sessions
 from mfa_flow.errors import ProviderError, RequestError, TokenError
 from mfa_flow.results import MemberSession

@@ -6,9 +6,10 @@ from functools import partial
 from typing import Any
 
 from mfa_flow import core, machine
+from mfa_flow.arguments import text
 from mfa_flow.engine.context import DELETE, Context, Outcome, Plan, Remote, Step, value
 from mfa_flow.engine.effects import Read, invoke
-from mfa_flow.engine.reading import read_subject, refresh, resolve, text
+from mfa_flow.engine.reading import read_subject, refresh, resolve
 from mfa_flow.errors import MfaError, NotFoundError, ProviderError
 from mfa_flow.records import Member, Organization
 from mfa_flow.state import CodePhase, PhoneLink, clone, keys

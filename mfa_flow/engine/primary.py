@@ -8,9 +8,10 @@ from functools import partial
 from typing import Any
 
 from mfa_flow import core, crypto, machine
+from mfa_flow.arguments import plain_str, text
 from mfa_flow.crypto import token_digest
 from mfa_flow.engine.context import DELETE, Context, Outcome, Plan, Step
-from mfa_flow.engine.reading import Token, read_subject, refresh, resolve, text, token_record
+from mfa_flow.engine.reading import Token, read_subject, refresh, resolve, token_record
 from mfa_flow.engine.send import count_send, send_automatically
 from mfa_flow.engine.sessions import index_key, new_session, record_session
 from mfa_flow.errors import ConfigurationError, MfaError, RequestError, UnexpectedResponse
@@ -29,10 +30,11 @@ def plan(ctx: Context, now: float, organization_id: object, member_id: object, m
     if ctx.remote is not None:
         raise ConfigurationError("authenticate_primary: in Stytch mode primary authentication happens at Stytch, "
                                  "which sends the first code itself; pass its answer to record_primary_auth")
-    name = method if isinstance(method, str) else ""
+    name = plain_str(method) if isinstance(method, str) else ""
     method_error = None if name in core.PRIMARY_FACTORS else RequestError(
-        "bad_request", "method: unknown primary authentication method "
-        + (repr(name) if isinstance(method, str) else f"(of type {type(method).__name__}, not a string)"))
+        "bad_request", ("method: not a primary authentication method" if isinstance(method, str) else
+                        f"method: of type {type(method).__name__}, not a string")
+        + f"; one of {', '.join(core.PRIMARY_FACTORS)}")
     loc = None if locale is None else core.check_locale(locale)
     ist = crypto.new_token()  # minted (and hashed) once per call: re-runs and the hooks' verdict see one binding
     return partial(decide, ctx, now, organization_id, member_id, name, method_error, session_token, loc, ist,

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from mfa_flow import core
+from mfa_flow.arguments import text
 from mfa_flow.crypto import token_digest
 from mfa_flow.engine.context import Context, Subject, value
 from mfa_flow.engine.effects import Effect, Read, invoke
@@ -31,19 +32,9 @@ from mfa_flow.state import (
 from mfa_flow.stores import Entry
 from mfa_flow.wire import member_from
 
-__all__ = ["Token", "forwarded", "not_text", "one_token", "phone_holder", "read_subject", "refresh", "resolve", "text",
+__all__ = ["Token", "forwarded", "one_token", "phone_holder", "read_subject", "refresh", "resolve",
            "token_record"]
 
-
-
-def text(value: object, field: str) -> str:
-    if not isinstance(value, str):
-        raise not_text(field)
-    return value
-
-
-def not_text(field: str) -> RequestError:
-    return RequestError("bad_request", f"{field}: must be a string")
 
 
 @attrs.define(slots=True)  # not frozen: a frozen attrs class sets each field through object.__setattr__
@@ -92,10 +83,7 @@ def one_token(ist: object, session_token: object, session_jwt: object, *, requir
 def resolve(ctx: Context, org_ref: object, member_ref: object, *,
             require_active: bool = True) -> Generator[Effect, Any, tuple[Organization, Member]]:
     """Step 2: the organization and the member (by id, slug or external id), and the member's status."""
-    if not isinstance(org_ref, str):  # checked inline: every call resolves its subject
-        raise not_text("organization_id")
-    if not isinstance(member_ref, str):
-        raise not_text("member_id")
+    org_ref, member_ref = text(org_ref, "organization_id"), text(member_ref, "member_id")
     directory = ctx.directory
     org = yield invoke((directory.get_organization, (org_ref,)))
     if org is None:
