@@ -7,7 +7,7 @@ from mfa_flow._version import __version__
 from mfa_flow.aio import AsyncMfaFlow
 from mfa_flow.clock import Clock, SystemClock
 from mfa_flow.diagram import diagram
-from mfa_flow.directory import Directory, MemoryDirectory
+from mfa_flow.directory import Directory, MemoryDirectory, WritableDirectory
 from mfa_flow.errors import ConfigurationError, InvalidPhoneNumber, MfaError
 from mfa_flow.events import Event, SendContext
 from mfa_flow.flow import MfaFlow
@@ -47,6 +47,7 @@ __all__ = [
     "SendResult",
     "SessionCheck",
     "SystemClock",
+    "WritableDirectory",
     "__version__",
     "diagram",
 ]

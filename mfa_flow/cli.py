@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from mfa_flow._version import __version__
+from mfa_flow.directory import MemoryDirectory
 from mfa_flow.errors import ConfigurationError, MfaError
 from mfa_flow.events import Event
 from mfa_flow.flow import MfaFlow
@@ -90,7 +91,9 @@ class _Demo:
         self.clock = FakeClock()
         self.gateway = DemoGateway()
         self.phases = {"code": "none", "guard": "open", "login": "none", "session": "none"}
-        self.flow = MfaFlow(clock=self.clock, transport=self.gateway, events=[self.on_event])
+        self.directory = MemoryDirectory()  # the application's identity data: the demo writes it directly
+        self.flow = MfaFlow(clock=self.clock, transport=self.gateway, events=[self.on_event],
+                            directory=self.directory)
 
     # --- output ----------------------------------------------------------------------------------------
 
@@ -198,10 +201,10 @@ class _Demo:
         self.say("The clock is a FakeClock, so inactivity passes instantly. Tokens are never printed.")
 
         self.step("Create the organization and its member")
-        flow.directory.put_organization(Organization(DEMO_ORG, organization_slug=DEMO_SLUG,
+        self.directory.put_organization(Organization(DEMO_ORG, organization_slug=DEMO_SLUG,
                                                      organization_name="Acme Demo",
                                                      mfa_policy="REQUIRED_FOR_ALL"))
-        flow.directory.put_member(Member(DEMO_MEMBER, DEMO_ORG, email_address=DEMO_EMAIL, name="Ada",
+        self.directory.put_member(Member(DEMO_MEMBER, DEMO_ORG, email_address=DEMO_EMAIL, name="Ada",
                                          mfa_phone_number=DEMO_PHONE, mfa_phone_number_verified=True))
         org = flow.get_organization(DEMO_ORG)
         member = flow.get_member(DEMO_ORG, DEMO_MEMBER)

@@ -9,20 +9,40 @@ from mfa_flow.errors import NotFoundError, PolicyRefusal
 from mfa_flow.phone import canonical_phone
 from mfa_flow.records import Member, Organization
 
-__all__ = ["Directory", "MemoryDirectory"]
+__all__ = ["Directory", "MemoryDirectory", "WritableDirectory"]
 
 
 @runtime_checkable
 class Directory(Protocol):
-    def get_organization(self, ref: str) -> Organization | None:
-        """By id, slug or ``organization_external_id``."""
-        ...
+    """The application's identity data, read-only: all the flow ever calls. Implement these three over your
+    own user table (an adapter needs no ``put_*``); ``AsyncMfaFlow`` also accepts ``async def`` ones.
 
-    def get_member(self, org_ref: str, member_ref: str) -> Member | None:
-        """By member id or ``external_id`` within the organization."""
-        ...
+    Contract:
+    - An unknown reference answers ``None`` (the flow refuses with ``organization_not_found`` /
+      ``member_not_found``); an exception fails the call closed (``internal_server_error``).
+    - ``get_organization(ref)`` resolves the id, the ``organization_slug`` or the ``organization_external_id``,
+      as Stytch does: the directory resolves its own references.
+    - ``get_member(organization_id, member_ref)`` is called with the organization's id (the flow resolved
+      slugs and external ids through ``get_organization`` first), and resolves the member's id or its
+      ``external_id`` within that organization.
+    - ``find_member_by_phone(organization_id, e164)``: the member of the organization whose linked number is
+      ``e164`` (E.164 text), or ``None``. The flow asks it before linking a number to another member; a
+      directory that cannot search by number may answer ``None`` (numbers linked through the flow are
+      refused all the same, from the store's own index).
+    - Records are the frozen ``Organization`` and ``Member``; their ``is_locked`` / ``lock_expires_at`` are
+      ignored (the lock is the flow's).
+    """
+
+    def get_organization(self, ref: str) -> Organization | None: ...
+
+    def get_member(self, organization_id: str, member_ref: str) -> Member | None: ...
 
     def find_member_by_phone(self, organization_id: str, e164: str) -> Member | None: ...
+
+
+@runtime_checkable
+class WritableDirectory(Directory, Protocol):
+    """A directory the application writes through the flow's own API (the in-memory one)."""
 
     def put_organization(self, org: Organization) -> None: ...
 
@@ -50,6 +70,7 @@ class MemoryDirectory:
         return org
 
     def get_member(self, org_ref: str, member_ref: str) -> Member | None:
+        """By member id or external id, in the organization given by id (or, for callers, slug or external id)."""
         member = self._members.get((org_ref, member_ref))  # the flow passes resolved ids
         if member is not None:
             return member

@@ -32,6 +32,7 @@ from mfa_flow import (
     SendResult,
     SessionCheck,
     SystemClock,
+    WritableDirectory,
 )
 from mfa_flow.stores import MemoryStore, Store
 from mfa_flow.testing import FakeClock, FakeTransport
@@ -117,10 +118,43 @@ def policies() -> Policy:
     return Policy(send_limit_per_region=(100, 3600), allowed_regions=frozenset({"US"}))
 
 
-def login(flow: MfaFlow, transport: FakeTransport, clock: FakeClock) -> str:
-    flow.directory.put_organization(Organization("organization-test-1", mfa_policy="REQUIRED_FOR_ALL"))
-    flow.directory.put_member(Member("member-test-1", "organization-test-1", mfa_phone_number="+14155550123",
-                                     mfa_phone_number_verified=True))
+class UserTable:
+    """A read-only adapter over the application's own users: the three lookups, no put_*."""
+
+    def __init__(self, rows: dict[tuple[str, str], dict[str, Any]]) -> None:
+        self.rows = rows
+
+    def get_organization(self, ref: str) -> Organization | None:
+        return Organization(ref, mfa_policy="REQUIRED_FOR_ALL") if any(o == ref for o, _ in self.rows) else None
+
+    def get_member(self, organization_id: str, member_ref: str) -> Member | None:
+        row = self.rows.get((organization_id, member_ref))
+        return None if row is None else Member(member_ref, organization_id, mfa_phone_number=row["phone"],
+                                               mfa_phone_number_verified=True)
+
+    def find_member_by_phone(self, organization_id: str, e164: str) -> Member | None:
+        for (org, member), row in self.rows.items():
+            if org == organization_id and row["phone"] == e164:
+                return self.get_member(org, member)
+        return None
+
+
+def read_only_directory() -> MfaFlow:
+    table = UserTable({("organization-test-1", "member-test-1"): {"phone": "+14155550123"}})
+    directory: Directory = table
+    flow = MfaFlow(directory=table)
+    assert_type(flow.directory, Directory)
+    writable: WritableDirectory = MemoryDirectory()
+    assert isinstance(directory, Directory)
+    assert not isinstance(directory, WritableDirectory)
+    assert isinstance(writable, WritableDirectory)
+    return flow
+
+
+def login(flow: MfaFlow, directory: WritableDirectory, transport: FakeTransport, clock: FakeClock) -> str:
+    directory.put_organization(Organization("organization-test-1", mfa_policy="REQUIRED_FOR_ALL"))
+    directory.put_member(Member("member-test-1", "organization-test-1", mfa_phone_number="+14155550123",
+                                mfa_phone_number_verified=True))
     primary = flow.authenticate_primary("organization-test-1", "member-test-1", "email_magic_link", locale="en")
     assert_type(primary, PrimaryAuthResult)
     assert_type(primary.intermediate_session_token, str)
