@@ -8,11 +8,11 @@ from mfa_flow.aio import AsyncMfaFlow
 from mfa_flow.clock import Clock, SystemClock
 from mfa_flow.diagram import diagram
 from mfa_flow.directory import Directory, MemoryDirectory, WritableDirectory
-from mfa_flow.errors import ConfigurationError, InvalidPhoneNumber, MfaError
+from mfa_flow.errors import ConfigurationError, ErrorType, InvalidPhoneNumber, MfaError
 from mfa_flow.events import Event, SendContext
 from mfa_flow.flow import MfaFlow
 from mfa_flow.policy import Policy
-from mfa_flow.records import Member, Organization
+from mfa_flow.records import Member, MfaPolicy, Organization, PrimaryMethod
 from mfa_flow.results import (
     AuthenticateResult,
     AuthenticationFactor,
@@ -31,6 +31,7 @@ __all__ = [
     "Clock",
     "ConfigurationError",
     "Directory",
+    "ErrorType",
     "Event",
     "InvalidPhoneNumber",
     "Member",
@@ -39,10 +40,12 @@ __all__ = [
     "MemoryDirectory",
     "MfaError",
     "MfaFlow",
+    "MfaPolicy",
     "MfaRequired",
     "Organization",
     "Policy",
     "PrimaryAuthResult",
+    "PrimaryMethod",
     "SendContext",
     "SendResult",
     "SessionCheck",

@@ -31,7 +31,7 @@ from mfa_flow.engine import (
     session_check,
 )
 from mfa_flow.flow import _exc_info
-from mfa_flow.records import Member, Organization
+from mfa_flow.records import Member, Organization, PrimaryMethod
 from mfa_flow.results import AuthenticateResult, MemberSession, PrimaryAuthResult, SendResult, SessionCheck
 
 __all__ = ["AsyncMfaFlow"]
@@ -48,7 +48,7 @@ class AsyncMfaFlow(FlowEngine):
 
     _asynchronous = True
 
-    async def authenticate_primary(self, organization_id: str, member_id: str, method: str, *,
+    async def authenticate_primary(self, organization_id: str, member_id: str, method: PrimaryMethod, *,
                                    session_token: str | None = None,
                                    locale: str | None = None) -> PrimaryAuthResult:
         """Record a primary authentication the caller did; issue an IST or a session (spec §6.8)."""

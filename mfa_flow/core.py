@@ -58,8 +58,8 @@ LOCALES: Final = {
                 "fa", "vi", "cs")
 }
 
-#: Primary methods -> (factor type, delivery method), checked against the official SDK's enums.
-PRIMARY_FACTORS: Final = {
+#: Primary methods (``PrimaryMethod``) -> (factor type, delivery method), checked against the official SDK's enums.
+PRIMARY_FACTORS: Final[dict[str, tuple[str, str]]] = {
     "email_magic_link": ("magic_link", "email"),
     "sso": ("sso", "sso_saml"),
     "oauth": ("oauth", "oauth_google"),

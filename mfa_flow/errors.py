@@ -21,13 +21,14 @@ Messages name the field and the problem; they never contain a code or a token.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal, cast
 
 __all__ = [
     "ERROR_STATUS",
     "CodeRejected",
     "ConfigurationError",
     "DeliveryFailed",
+    "ErrorType",
     "InvalidPhoneNumber",
     "MfaError",
     "NotFoundError",
@@ -40,6 +41,20 @@ __all__ = [
     "UnexpectedResponse",
     "error_body",
     "error_for",
+]
+
+#: Every error_type mfa_flow answers with: comparing ``exc.error_type`` with a misspelt one is a type error
+#: under ``mypy --strict`` (a ``ProviderError`` may carry any string Stytch answered).
+ErrorType = Literal[
+    "organization_not_found", "member_not_found", "action_available_only_for_active_members",
+    "no_session_arguments", "too_many_session_arguments", "intermediate_session_not_found",
+    "invalid_intermediate_session_token_for_organization", "member_session_member_id_mismatch",
+    "session_not_found", "unable_to_parse_session_jwt", "user_lock_limit_reached",
+    "operation_restricted_by_organization_mfa_methods", "invalid_phone_number", "invalid_phone_number_country_code",
+    "duplicate_member_phone_number_for_member", "duplicate_member_phone_number", "member_phone_number_not_found",
+    "no_associated_session_passed_in", "insufficient_factors", "invalid_locale", "too_many_requests",
+    "otp_code_not_found", "unable_to_auth_otp_code", "invalid_session_duration_minutes", "downstream_carrier_error",
+    "internal_server_error", "bad_request", "invalid_argument",
 ]
 
 #: HTTP status of every error_type mfa_flow answers with (spec §4).
@@ -97,11 +112,13 @@ class MfaError(Exception):
     error_types: ClassVar[frozenset[str]] = frozenset(ERROR_STATUS)
     _reported: bool = False  # set by the flow once the refusal's event was emitted with its outcome
 
+    error_type: ErrorType
+
     def __init__(self, error_type: str, error_message: str, *, request_id: str | None = None) -> None:
         if error_type not in ERROR_STATUS:
             raise ValueError(f"unknown error_type {error_type!r}")
         super().__init__(f"{error_type}: {error_message}")
-        self.error_type = error_type
+        self.error_type = cast("ErrorType", error_type)
         self.status_code = ERROR_STATUS[error_type]
         self.error_message = error_message
         self.request_id = request_id
@@ -169,7 +186,7 @@ class ProviderError(MfaError):
     def __init__(self, error_type: str, error_message: str, *, status_code: int = 502,
                  request_id: str | None = None, error_url: str | None = None) -> None:
         Exception.__init__(self, f"{error_type}: {error_message}")
-        self.error_type = error_type
+        self.error_type = error_type  # type: ignore[assignment]  # Stytch's own string, maybe outside ErrorType
         self.status_code = status_code
         self.error_message = error_message
         self.request_id = request_id

@@ -27,7 +27,7 @@ from mfa_flow.engine import (
     send,
     session_check,
 )
-from mfa_flow.records import Member, Organization
+from mfa_flow.records import Member, Organization, PrimaryMethod
 from mfa_flow.results import AuthenticateResult, MemberSession, PrimaryAuthResult, SendResult, SessionCheck
 from mfa_flow.stores import Store
 
@@ -46,7 +46,7 @@ class MfaFlow(FlowEngine):
 
     store: Store  # an asynchronous store is refused at construction
 
-    def authenticate_primary(self, organization_id: str, member_id: str, method: str, *,
+    def authenticate_primary(self, organization_id: str, member_id: str, method: PrimaryMethod, *,
                              session_token: str | None = None, locale: str | None = None) -> PrimaryAuthResult:
         """Record a primary authentication the caller did; issue an IST or a session (spec §6.8)."""
         return self._run(self._call("otp.refused", organization_id, member_id, PrimaryAuthResult, primary.plan,

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 import attrs
 
 from mfa_flow.errors import ConfigurationError
 
-__all__ = ["Member", "Organization", "rfc3339", "to_datetime"]
+__all__ = ["Member", "MfaPolicy", "Organization", "PrimaryMethod", "rfc3339", "to_datetime"]
 
-MFA_POLICIES = ("OPTIONAL", "REQUIRED_FOR_ALL")
+#: An organization's MFA policy.
+MfaPolicy = Literal["OPTIONAL", "REQUIRED_FOR_ALL"]
+#: The primary authentication methods ``authenticate_primary`` records (an IDE catches ``"saml"``).
+PrimaryMethod = Literal["email_magic_link", "sso", "oauth", "password", "email_otp", "discovery"]
+
+MFA_POLICIES: tuple[MfaPolicy, ...] = get_args(MfaPolicy)
 MFA_METHODS = ("ALL_ALLOWED", "RESTRICTED")
 MFA_METHOD_NAMES = ("sms_otp", "totp")
 MEMBER_STATUSES = ("active", "pending", "invited", "deleted")
@@ -69,7 +74,7 @@ class Organization:
     organization_slug: str = attrs.field(default="", kw_only=True, validator=_text)
     organization_name: str = attrs.field(default="", kw_only=True, validator=_text)
     organization_external_id: str = attrs.field(default="", kw_only=True, validator=_text)
-    mfa_policy: str = attrs.field(default="OPTIONAL", kw_only=True, validator=_one_of(MFA_POLICIES))
+    mfa_policy: MfaPolicy = attrs.field(default="OPTIONAL", kw_only=True, validator=_one_of(MFA_POLICIES))
     mfa_methods: str = attrs.field(default="ALL_ALLOWED", kw_only=True, validator=_one_of(MFA_METHODS))
     allowed_mfa_methods: tuple[str, ...] = attrs.field(
         default=(), kw_only=True, converter=tuple, validator=_methods

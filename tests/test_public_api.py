@@ -363,3 +363,34 @@ def test_typed_api_usage_passes_mypy_strict(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=55, check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_literal_types_hold_exactly_the_values_the_flow_accepts() -> None:
+    from typing import get_args
+
+    from mfa_flow.core import PRIMARY_FACTORS
+    from mfa_flow.errors import ERROR_STATUS
+    from mfa_flow.records import MFA_POLICIES
+
+    assert set(get_args(mfa_flow.ErrorType)) == set(ERROR_STATUS)
+    assert set(get_args(mfa_flow.PrimaryMethod)) == set(PRIMARY_FACTORS)
+    assert set(get_args(mfa_flow.MfaPolicy)) == set(MFA_POLICIES) == {"OPTIONAL", "REQUIRED_FOR_ALL"}
+
+
+@pytest.mark.timeout(60)
+def test_mypy_catches_a_misspelt_method_policy_or_error_type(tmp_path: Path) -> None:
+    """The point of the Literal types: "saml", "REQUIRED" and a misspelt error_type are type errors."""
+    source = tmp_path / "typo.py"
+    source.write_text(
+        "from mfa_flow import MfaError, MfaFlow, Organization\n"
+        "def f(flow: MfaFlow, exc: MfaError) -> bool:\n"
+        "    flow.authenticate_primary('org', 'member', 'saml')\n"
+        "    Organization('org', mfa_policy='REQUIRED')\n"
+        "    return exc.error_type == 'otp_code_not_fund'\n", "utf-8")
+    done = subprocess.run(  # noqa: S603 - this interpreter, with arguments fixed by the test
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "mypy-cache"), "--no-color-output",
+         str(source)], cwd=ROOT, capture_output=True, text=True, timeout=55, check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if ": error:" in line]
+    assert [line.split(":")[1] for line in lines] == ["3", "4", "5"], done.stdout

@@ -16,6 +16,7 @@ from mfa_flow import (
     Clock,
     ConfigurationError,
     Directory,
+    ErrorType,
     Event,
     InvalidPhoneNumber,
     Member,
@@ -114,7 +115,9 @@ def policies() -> Policy:
     try:
         Policy(otp_ttl=3600)
     except ConfigurationError as exc:
-        assert_type(exc.error_type, str)
+        assert_type(exc.error_type, ErrorType)
+        refused: bool = exc.error_type == "invalid_argument"  # a misspelt type here would fail mypy
+        assert_type(refused, bool)
     return Policy(send_limit_per_region=(100, 3600), allowed_regions=frozenset({"US"}))
 
 
