@@ -1,6 +1,6 @@
 """phonenumbers' parse and type matching, done once per number and without its per-call overheads.
 
-Every call that sends parses one number and judges its region and type (spec §5 step 8); with phonenumbers'
+Every call that sends parses one number and judges its region and type (docs/rules.md, send step 8); with phonenumbers'
 public functions that is most of a login's cost. The answers here are phonenumbers' own, from its metadata
 and its helpers, checked equal to ``phonenumbers.parse``, ``region_code_for_number`` and ``number_type`` over
 every example number of every region and type and over random digits (tests/test_numbers.py):

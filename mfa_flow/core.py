@@ -1,6 +1,6 @@
 """The sans-I/O core: every rule of the flow as a pure function over records and a clock value.
 
-The orchestrators (``mfa_flow.flow``) read records, call these in the order of checks of spec §5,
+The orchestrators (``mfa_flow.flow``) read records, call these in the order of checks (docs/rules.md),
 and commit what they return. Nothing here reads a clock, a store or the network.
 """
 
@@ -85,7 +85,7 @@ OPEN_GUARD: Final = GuardState()
 NO_CODE: Final = CodeState()
 
 
-# --- the merged member view (spec §2) ---------------------------------------------------------------
+# --- the merged member view (docs/concepts.md) --------------------------------------------------------
 
 def merged_member(base: Member, overlay: MemberState, guard: GuardState) -> Member:
     """The directory's record overlaid with what the flow wrote, and the lock state."""
@@ -114,7 +114,7 @@ def mfa_owed(org: Organization, member: Member) -> bool:
 
 
 def sms_conditions(org: Organization, member: Member) -> bool:
-    """When a code may be sent without the caller asking (spec §6.8)."""
+    """When a code may be sent without the caller asking (docs/rules.md, primary authentication)."""
     return (
         bool(member.mfa_phone_number)
         and (org.allows_sms() or member.is_breakglass)
@@ -145,7 +145,7 @@ def settle_code(code: CodeState, now: float) -> CodeState:
     return code
 
 
-# --- the checks, in the order of spec §5 --------------------------------------------------------------
+# --- the checks, in the order of docs/rules.md --------------------------------------------------------
 
 def check_ist(login: LoginState | None, organization_id: str, member_id: str, now: float) -> LoginState:
     if login is None:
@@ -208,7 +208,7 @@ def check_methods(org: Organization, member: Member) -> None:
 
 
 def carries_active_factor(factors: Iterable[Factor], member: Member) -> bool:
-    """Whether a token's factors include an active MFA factor of this member (spec §6.4)."""
+    """Whether a token's factors include an active MFA factor of this member (docs/rules.md, token rules)."""
     for f in factors:
         if (f.type, f.delivery_method) == SMS_FACTOR:
             if member.mfa_phone_number_verified and f.phone_number == member.mfa_phone_number:
@@ -223,7 +223,7 @@ def carries_active_factor(factors: Iterable[Factor], member: Member) -> bool:
 
 def check_limits(policy: Policy, now: float, windows: Iterable[tuple[str, SendWindow, tuple[int, float]]],
                  member_window: SendWindow) -> None:
-    """Sliding windows over admitted sends, then the per-member cooldown (spec §6.7)."""
+    """Sliding windows over admitted sends, then the per-member cooldown (docs/rules.md, send limits)."""
     for name, window, (count, seconds) in windows:
         if window.times and sum(1 for t in window.times if now - t < seconds) >= count:
             raise RateLimited("too_many_requests", f"send limit reached ({name}: {count} per {seconds:g} s)")

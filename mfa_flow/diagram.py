@@ -1,4 +1,4 @@
-"""Draw the machines the flow runs on, from the very transition tables it triggers (spec §7)."""
+"""Draw the machines the flow runs on, from the very transition tables it triggers (docs/concepts.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The directory: the application's identity data, the trusted admin plane (spec §2)."""
+"""The directory: the application's identity data, the trusted admin plane (docs/concepts.md, records)."""
 
 from __future__ import annotations
 

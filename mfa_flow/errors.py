@@ -57,7 +57,7 @@ ErrorType = Literal[
     "internal_server_error", "bad_request", "invalid_argument",
 ]
 
-#: HTTP status of every error_type mfa_flow answers with (spec §4).
+#: HTTP status of every error_type mfa_flow answers with (docs/errors.md, the table).
 ERROR_STATUS: dict[str, int] = {
     "organization_not_found": 404,
     "member_not_found": 404,

@@ -48,7 +48,7 @@ class MfaFlow(FlowEngine):
 
     def authenticate_primary(self, organization_id: str, member_id: str, method: PrimaryMethod, *,
                              session_token: str | None = None, locale: str | None = None) -> PrimaryAuthResult:
-        """Record a primary authentication the caller did; issue an IST or a session (spec §6.8)."""
+        """Record a primary authentication the caller did; issue an IST or a session (docs/rules.md)."""
         return self._run(self._call("otp.refused", organization_id, member_id, PrimaryAuthResult, primary.plan,
                                     (organization_id, member_id, method, session_token, locale)))
 
@@ -64,7 +64,7 @@ class MfaFlow(FlowEngine):
     def send_sms_otp(self, organization_id: str, member_id: str, *, mfa_phone_number: str | None = None,
                      locale: str | None = None, intermediate_session_token: str | None = None,
                      session_token: str | None = None, session_jwt: str | None = None) -> SendResult:
-        """The send endpoint (spec §5 send, §6.1–§6.7, §6.11)."""
+        """The send endpoint (docs/rules.md: order of checks, phones to send limits, delivery outcomes)."""
         return self._run(self._call("otp.refused", organization_id, member_id, SendResult, send.plan,
                                     (organization_id, member_id, mfa_phone_number, locale,
                                      intermediate_session_token, session_token, session_jwt)))
@@ -74,14 +74,15 @@ class MfaFlow(FlowEngine):
                              session_jwt: str | None = None, session_duration_minutes: int | None = None,
                              set_mfa_enrollment: str | None = None,
                              set_default_mfa: bool | None = None) -> AuthenticateResult:
-        """The authenticate endpoint (spec §5 authenticate, §6.5, §6.6, §6.9)."""
+        """The authenticate endpoint (docs/rules.md: order of checks, codes, lock, authenticate success)."""
         return self._run(self._call("otp.failed", organization_id, member_id, AuthenticateResult, authenticate.plan,
                                     (organization_id, member_id, code, intermediate_session_token, session_token,
                                      session_jwt, session_duration_minutes, set_mfa_enrollment, set_default_mfa)))
 
     def authenticate_session(self, *, session_token: str | None = None,
                              session_jwt: str | None = None) -> SessionCheck:
-        """Check a session for inactivity; on one that needs a step-up, send the step-up code (§6.10)."""
+        """Check a session for inactivity; on one that needs a step-up, send the step-up code
+        (docs/rules.md, sessions)."""
         return self._run(self._call("otp.refused", "", "", SessionCheck, session_check.plan,
                                     (session_token, session_jwt)))
 

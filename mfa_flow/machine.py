@@ -1,4 +1,4 @@
-"""The state machines of the flow (spec §7): transition tables, built once per process.
+"""The state machines of the flow (docs/concepts.md): transition tables, built once per process.
 
 Each machine is a ``transitions.Machine`` with ``model=None`` and ``auto_transitions=False``; the flow
 triggers events on plain records it never adds to the machine (``machine.events[name].trigger(record)``).
@@ -136,7 +136,7 @@ GUARD_TABLE: list[Transition] = [
     {"trigger": "succeed", "source": G.OPEN, "dest": G.OPEN, "after": [reset_failures]},
     # unlock_member: an administrator ends a lock (or clears the counter) before it runs out.
     {"trigger": "release", "source": [G.OPEN, G.LOCKED], "dest": G.OPEN, "after": [reset_failures]},
-    # Stytch mode (§11): an attempt is counted before Stytch judges it, then confirmed wrong or taken back.
+    # Stytch mode (docs/stytch.md): an attempt is counted before Stytch judges it, then confirmed wrong or taken back.
     {"trigger": "count", "source": G.OPEN, "dest": G.OPEN, "before": [count_failure]},
     {"trigger": "confirm", "source": G.OPEN, "dest": G.LOCKED, "conditions": [lockout_reached],
      "before": [start_lock]},

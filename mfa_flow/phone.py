@@ -1,6 +1,6 @@
 """Phone numbers: normalise once, compare as E.164, judge the destination by its parsed region and type.
 
-The two halves follow the order of checks (spec §5): :func:`parse_phone` is the argument-shape step
+The two halves follow the order of checks (docs/rules.md): :func:`parse_phone` is the argument-shape step
 (string, length, normalisation, leading ``+``, parseable); :func:`check_destination` is step 8
 (valid, no extension, allowed type, then allowed and supported region).
 """
@@ -50,7 +50,7 @@ class Phone:
 
 
 def normalise_phone_text(raw: str) -> str:
-    """NFKC, no whitespace or format characters, no ``tel:`` prefix (spec §6.1)."""
+    """NFKC, no whitespace or format characters, no ``tel:`` prefix (docs/rules.md, phones)."""
     if E164_SHAPE.fullmatch(raw):  # already normalised: the common case, and every stored number
         return raw
     text = unicodedata.normalize("NFKC", raw)
@@ -130,7 +130,7 @@ def _canonical_slow(raw: str) -> str:
 
 
 def canonical_phone(raw: str) -> str:
-    """A stored number (as a directory wrote it) in normalised E.164, the only form compared (§6.1);
+    """A stored number (as a directory wrote it) in normalised E.164, the only form compared (docs/rules.md, phones);
     text that does not parse is kept as it is, to be refused if it is ever used as a destination.
     E.164-shaped text is its own E.164 unless a trunk prefix follows the calling code (``+44020…`` is
     ``+4420…``): without this, such a stored number would escape the duplicate and mismatch checks."""

@@ -1,4 +1,4 @@
-"""The tunable numbers of the flow (spec §8). Limits and thresholds are tunable; the rules are not."""
+"""The tunable numbers of the flow (docs/policy.md). Limits and thresholds are tunable; the rules are not."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The identity records (spec §2): frozen, with Stytch's field names, checked at construction."""
+"""The identity records (docs/concepts.md, records): frozen, with Stytch's field names, checked at construction."""
 
 from __future__ import annotations
 

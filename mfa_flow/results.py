@@ -1,4 +1,4 @@
-"""What the public calls return (spec §3): frozen, Stytch's field names, ``to_dict()`` in Stytch's JSON shape.
+"""What the public calls return (docs/concepts.md): frozen, Stytch's field names, ``to_dict()`` in Stytch's JSON shape.
 
 Tokens appear only in their own fields and are masked in every ``repr``; no result ever holds a code.
 

@@ -86,7 +86,7 @@ class MemberState:
 
 @attrs.define(slots=True)
 class GuardState:
-    """The member's failure counter and lock (spec §6.6)."""
+    """The member's failure counter and lock (docs/rules.md)."""
 
     state: GuardPhase = GuardPhase.OPEN
     failures: int = 0
@@ -95,7 +95,7 @@ class GuardState:
 
 @attrs.define(slots=True)
 class CodeState:
-    """The member's single challenge: at most one live code (spec §6.5)."""
+    """The member's single challenge: at most one live code (docs/rules.md, codes)."""
 
     state: CodePhase = CodePhase.NONE
     code_id: str = ""

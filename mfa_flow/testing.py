@@ -1,4 +1,4 @@
-"""Test helpers (spec §9): a clock you move and a transport that records. Never imports pytest."""
+"""Test helpers (docs/testing.md): a clock you move and a transport that records. Never imports pytest."""
 
 from __future__ import annotations
 

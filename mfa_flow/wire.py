@@ -117,7 +117,7 @@ def new_request_id() -> str:
 # --- Stytch's answers, read into records -------------------------------------------------------------------
 
 def stytch_error(status_code: int, body: object) -> MfaError:
-    """The error an error body describes: the class §4 gives its ``error_type`` (or a ProviderError for one
+    """The error an error body describes: the class docs/errors.md gives its ``error_type`` (or a ProviderError for one
     outside it), with Stytch's status, request id, message and URL. A body without all five fields is one the
     official SDK would not read either: a ProviderError."""
     fields = ("status_code", "request_id", "error_type", "error_message", "error_url")
@@ -181,7 +181,7 @@ R = TypeVar("R", Organization, Member)
 
 
 def organization_from(data: Mapping[str, Any]) -> Organization:
-    """The organization object of an answer, as a record (the fields of spec §2)."""
+    """The organization object of an answer, as a record (the fields of an Organization)."""
     org = object_at(data, "organization")
     methods = org.get("allowed_mfa_methods")
     if not isinstance(methods, list):

@@ -1,6 +1,6 @@
 """The engine both orchestrators share: each public call as a generator of effects around one decision.
 
-One module per endpoint holds its rules in the order of spec §5: ``send``, ``authenticate``, ``primary``,
+One module per endpoint holds its rules in the order of checks (docs/rules.md): ``send``, ``authenticate``, ``primary``,
 ``session_check``, ``factor`` and ``member``; ``reading`` holds the first checks every call shares.
 """
 

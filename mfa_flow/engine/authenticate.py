@@ -1,4 +1,4 @@
-"""The authenticate endpoint (spec §5 authenticate, §6.5, §6.6, §6.9): the checks in their order, then the
+"""The authenticate endpoint (docs/rules.md: order of checks, codes, lock, success): the checks in their order, then the
 comparison; a wrong code counts on the code and on the member in one commit, a right one completes MFA."""
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def plan(ctx: Context, now: float, organization_id: object, member_id: object, c
     if ctx.remote is not None:  # the code goes to Stytch as JSON text, as Stytch's SDK sends it
         return partial(decide_remote, ctx, now, organization_id, member_id, token, text(code, "code"), minutes,
                        enrollment, set_default_mfa)
-    # locally, anything but six ASCII digits is a wrong code (§6.5): a string is looked at as a plain copy
+    # locally, anything but six ASCII digits is a wrong code (docs/rules.md, codes): a string is looked at as a
+    # plain copy
     submitted = plain_str(code) if isinstance(code, str) else code
     return partial(decide, ctx, now, organization_id, member_id, token, submitted, minutes, enrollment,
                    set_default_mfa)
@@ -168,7 +169,7 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token:
     return out
 
 
-# --- Stytch mode (§11): Stytch judges the code; the attempt is counted here first -----------------------------
+# --- Stytch mode (docs/stytch.md): Stytch judges the code; the attempt is counted here first ------------------
 
 def decide_remote(ctx: Context, now: float, org_ref: object, member_ref: object, token: Token, code: str,
                   minutes: int | None, enrollment: str | None, set_default: bool | None, _verdict: object) -> Step:

@@ -1,8 +1,9 @@
 """How every public call runs, for both twins: as a generator of effects around one decision.
 
 A call plans (argument shape), then runs its decision in a store transaction and commits every change in
-one compare-and-set, re-running from the read when that is lost (§10); a decision that reaches the
-``before_send`` hooks without their verdict is run again once the hooks answered, outside any transaction.
+one compare-and-set, re-running from the read when that is lost (docs/concepts.md, the store contract); a
+decision that reaches the ``before_send`` hooks without their verdict is run again once the hooks answered,
+outside any transaction.
 After the commit the code provider delivers; a surely-failed delivery is undone in a second transaction.
 Then the events go out and the result is built. ``MfaFlow`` and ``AsyncMfaFlow`` only perform the effects.
 """
@@ -88,7 +89,7 @@ class FlowEngine:
                            "which is for development only")
             transport = ConsoleGateway()
         self.transport = transport
-        # Stytch mode (§11): Stytch makes, texts and checks the codes, so no key of ours signs one.
+        # Stytch mode (docs/stytch.md): Stytch makes, texts and checks the codes, so no key of ours signs one.
         remote = transport if isinstance(transport, RemoteCodeProvider) else None
         if secret_key is None and remote is None and getattr(self.store, "durable", True):
             raise ConfigurationError("secret_key: required with a durable store (codes must verify after a "

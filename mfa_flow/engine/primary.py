@@ -1,4 +1,4 @@
-"""Primary authentication (spec §6.8): the caller authenticated the member; issue an IST or a session,
+"""Primary authentication (docs/rules.md): the caller authenticated the member; issue an IST or a session,
 and send the first code automatically when MFA is owed and the SMS conditions hold."""
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, method
            method_error: RequestError | None, session_ref: object, locale: str | None, ist: str,
            ist_digest: str, verdict: object) -> Step:
     org, base = yield from resolve(ctx, org_ref, member_ref)
-    if method_error is not None:  # checked after organization, member and status (spec §5)
+    if method_error is not None:  # checked after organization, member and status (docs/rules.md, order of checks)
         raise method_error
     session_token = None if session_ref is None else text(session_ref, "session_token")
     policy = ctx.policy
@@ -90,7 +90,7 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, method
     return out
 
 
-# --- Stytch mode (§11): Stytch authenticated the member; the flow records what it answered ---------------------
+# --- Stytch mode (docs/stytch.md): Stytch authenticated the member; the flow records what it answered ----------
 
 def record(ctx: Context, now: float, response: object) -> Plan:
     """``record_primary_auth``: Stytch's primary-auth answer (the SDK's ``.model_dump()`` or the raw JSON), read

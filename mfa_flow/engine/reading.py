@@ -1,6 +1,6 @@
 """Reading what a decision decides on: the passed token, the organization and member, the member's records.
 
-These are the first checks of every call (spec §5): argument shape for tokens, then organization, member
+These are the first checks of every call (docs/rules.md): argument shape for tokens, then organization, member
 and status, then the token's validity and ownership. Each read is one effect (one round trip).
 """
 

@@ -1,4 +1,4 @@
-"""The send endpoint (spec §5 send, §6.1–§6.7): the checks in their order, then admission.
+"""The send endpoint (docs/rules.md: order of checks, phones to send limits): the checks in their order, then admission.
 
 Admission — counting the send, superseding the previous code, writing the pending code and, in
 link-on-send mode, the link — is committed before the code provider delivers; a delivery the gateway
@@ -64,7 +64,7 @@ def plan(ctx: Context, now: float, organization_id: object, member_id: object, m
 
 def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token: Token | None,
            given: Phone | None, locale: str | None, verdict: object) -> Step:
-    """The send's checks in the order of spec §5. In Stytch mode the token (validity, ownership, the factor
+    """The send's checks in their order (docs/rules.md). In Stytch mode the token (validity, ownership, the factor
     rules of step 7) and a number linked to another member are Stytch's to judge: they are forwarded."""
     org, base = yield from resolve(ctx, org_ref, member_ref)                      # 2
     local = ctx.remote is None

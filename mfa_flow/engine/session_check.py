@@ -1,4 +1,4 @@
-"""``authenticate_session`` (spec §6.10): a fresh session is touched; an idle one needs a step-up, and the
+"""``authenticate_session`` (docs/rules.md, sessions): a fresh session is touched; an idle one needs a step-up, and the
 step-up code goes out automatically when the SMS conditions hold and none is live for this session."""
 
 from __future__ import annotations

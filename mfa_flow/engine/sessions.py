@@ -1,4 +1,5 @@
-"""What completing MFA writes: the IST consumed, a new session, or a factor added to a session (§6.9, §6.10).
+"""What completing MFA writes: the IST consumed, a new session, or a factor added to a session (docs/rules.md,
+authenticate success and sessions).
 
 Every session is written with its ``member_session_id`` reference and its entry in the member's session
 index, so that revoking one by id, or all of a member's, needs no scan of the store. Decisions that may write
@@ -78,7 +79,7 @@ def _rewrite_index(out: Outcome, got: dict[str, Entry], member_id: str, now: flo
 
 def grow_session(ctx: Context, out: Outcome, record: SessionState, digest: str, factor: Factor, now: float,
                  minutes: int | None, got: dict[str, Entry]) -> SessionState:
-    """A session gains a factor; one that needed a step-up completes it (spec §6.10)."""
+    """A session gains a factor; one that needed a step-up completes it (docs/rules.md, sessions)."""
     session = clone(record)
     expires_at = None if minutes is None else now + 60 * minutes
     step_up = session.state is SessionPhase.STEP_UP_REQUIRED

@@ -1,4 +1,4 @@
-"""The store contract (spec §10): versioned records, one atomic compare-and-set per public call."""
+"""The store contract (docs/concepts.md): versioned records, one atomic compare-and-set per public call."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Redis stores (spec §10): ``RedisStore`` on redis-py, ``AsyncRedisStore`` on ``redis.asyncio``.
+"""Redis stores (docs/concepts.md): ``RedisStore`` on redis-py, ``AsyncRedisStore`` on ``redis.asyncio``.
 
 Layout: every record lives under ``prefix + key`` as the string ``"<version>|<json>"`` (the JSON of
 ``mfa_flow.stores._codec``). ``prefix + "version"`` is a counter that only ever grows: every write takes a

@@ -1,4 +1,4 @@
-"""SQLite stores (spec §10): one database file that several processes may share.
+"""SQLite stores (docs/concepts.md): one database file that several processes may share.
 
 WAL, ``BEGIN IMMEDIATE`` for every transaction (each one may write), a busy timeout (5 s unless told),
 and a schema the library creates and migrates itself. ``SqliteStore`` runs the SQL inline;

@@ -1,4 +1,4 @@
-"""Transports: how a code reaches a phone (spec §6.11).
+"""Transports: how a code reaches a phone (docs/concepts.md, transports).
 
 ``transport=`` takes an **SMS gateway** (``deliver(message)``), which the flow wraps in the built-in
 :class:`LocalCodeProvider`, or a **code provider** that generates, delivers and verifies codes itself.
@@ -95,7 +95,7 @@ class CodeProvider(Protocol):
 class RemoteCodeProvider(Protocol):
     """A service that generates, delivers and verifies codes itself: Stytch (``mfa_flow.transports.stytch``).
 
-    With one, the flow runs in Stytch mode (spec §11): its local rules first, then these calls. Each takes
+    With one, the flow runs in Stytch mode (docs/stytch.md): its local rules first, then these calls. Each takes
     and answers Stytch's JSON (canonical ids, only the keys not None) and raises as the provider documents:
     Stytch's refusals as ``MfaError``, ``DeliveryRejected`` (never reached) or ``DeliveryUnknown`` (may have).
     The asynchronous twin's methods are coroutines.

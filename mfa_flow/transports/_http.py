@@ -1,4 +1,4 @@
-"""What the HTTP gateways share (spec §6.11): the client they use, its timeouts, the retry rule and the verdict.
+"""What the HTTP gateways share (docs/sending-sms.md): the client, its timeouts, the retry rule and the verdict.
 
 A gateway module supplies a :class:`Core` (its settings, the request it builds, how it reads an answer); the
 twins :class:`SyncChannel` and :class:`AsyncChannel` send that request and turn the verdict into the gateway

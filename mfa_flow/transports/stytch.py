@@ -1,4 +1,4 @@
-"""Stytch mode: Stytch's B2B API over httpx, as the flow's remote code provider and directory (spec §11).
+"""Stytch mode: Stytch's B2B API over httpx, as the flow's remote code provider and directory (docs/stytch.md).
 
 ``MfaFlow(transport=StytchProvider(project_id, secret))`` — or ``AsyncMfaFlow`` with
 :class:`AsyncStytchProvider` — runs in **Stytch mode**: Stytch issues the tokens and generates, delivers and
