@@ -4,7 +4,8 @@ A session lives under its token's digest, with a ``member_session_id`` reference
 member's session index (``engine.sessions``), so revoking one by any selector, or all of a member's, and
 listing them read a few keys and never scan. A revoked session's record is deleted in one commit with a
 step-up code bound to it: every later use answers ``session_not_found``, on every store and process. In
-Stytch mode the local record goes first, then Stytch is asked: a failed request never leaves it usable here.
+Stytch mode the local record goes first, then Stytch is asked: after a failed request ``authenticate_session``
+still refuses the session (a send or authenticate with its token is Stytch's to judge).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def _decide_revoke(ctx: Context, now: float, selector: str, ref: str, _verdict: 
 
 
 def _ask_stytch(ctx: Context, out: Outcome, selector: str, ref: str) -> Outcome:
-    """In Stytch mode, after the local record is gone (a failed request leaves nothing usable here)."""
+    """In Stytch mode, after the local record is gone (a failed request leaves no local record to judge by)."""
     if ctx.remote is not None:
         out.remote = Remote(ctx.remote.revoke_session, (REVOKE_SESSION.body(**{selector: ref}),), None)
     out.finish = lambda *_: None
