@@ -18,7 +18,7 @@ logger = logging.getLogger("mfa_flow")
 EVENT_NAMES = frozenset({
     "otp.sent", "otp.refused", "otp.verified", "otp.failed", "member.locked", "member.updated",
     "phone.linked", "session.created", "session.step_up_required", "session.step_up_completed",
-    "delivery.failed",
+    "delivery.failed", "session.revoked", "member.unlocked",
 })
 
 

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any, Final, TypeVar
 
 from mfa_flow import core
+from mfa_flow.arguments import text
 from mfa_flow.clock import Clock, SystemClock
 from mfa_flow.crypto import Keyring
 from mfa_flow.directory import Directory, MemoryDirectory
@@ -246,8 +247,8 @@ class FlowEngine:
                  exc: MfaError) -> MfaError:
         """A refusal emits its event; uniform_refusals hides the precise reason from the caller."""
         if refusal_event is not None and not exc._reported:  # noqa: SLF001 - the flow's own mark
-            emit(self._sinks, [Event(refusal_event, now, org_ref if isinstance(org_ref, str) else "",
-                                     member_ref if isinstance(member_ref, str) else "", "", exc.error_type, {})])
+            emit(self._sinks, [Event(refusal_event, now, _shown(org_ref), _shown(member_ref), "", exc.error_type,
+                                     {})])
         if self.policy.uniform_refusals and exc.error_type in core.UNIFORM_REFUSALS:
             return RequestError("bad_request", "the request was refused")
         return exc
@@ -310,6 +311,15 @@ def _surely_not_sent(failure: Exception | None) -> bool:
     answer that could not be read, after which the SMS may have gone)."""
     return isinstance(failure, DeliveryRejected) or (
         isinstance(failure, MfaError) and not isinstance(failure, UnexpectedResponse))
+
+
+def _shown(ref: object) -> str:
+    """A caller's reference as a refusal's event may carry it: a plain, encodable copy, else nothing (the
+    refusal said why; the event never runs the caller's code or carries what cannot be logged)."""
+    try:
+        return text(ref, "ref")
+    except MfaError:
+        return ""
 
 
 def rerun_delay(attempt: int) -> float:
