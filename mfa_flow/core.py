@@ -169,7 +169,7 @@ def check_ist(login: LoginState | None, organization_id: str, member_id: str, no
 def check_session(session: SessionState | None, organization_id: str | None, member_id: str | None,
                   now: float, member: Member | None, policy: Policy) -> SessionState:
     """Validity, ownership, then the lazy inactivity check (which needs the member's factors)."""
-    if session is None:
+    if session is None or session.state is SessionPhase.REVOKED:
         raise TokenError("session_not_found", "session_token: not found")
     if now >= session.expires_at:
         settled = clone(session)

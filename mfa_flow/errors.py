@@ -111,6 +111,8 @@ class MfaError(Exception):
 
     error_types: ClassVar[frozenset[str]] = frozenset(ERROR_STATUS)
     _reported: bool = False  # set by the flow once the refusal's event was emitted with its outcome
+    _refs: tuple[str, str] | None = None  # set by the flow when raised before the references resolved: what its
+    #                                       event may show of them (the organization id once that resolved)
 
     error_type: ErrorType
 

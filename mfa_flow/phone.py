@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 MAX_PHONE_LENGTH = 64
+MAX_E164_DIGITS = 15  # ITU-T E.164: at most 15 digits after the +
 _UNKNOWN = phonenumbers.PhoneNumberType.UNKNOWN
 
 #: phonenumbers' PhoneNumberType values by name, for policies written as strings.
@@ -140,8 +141,9 @@ def canonical_phone(raw: str) -> str:
 
 
 def mask_phone(e164: str) -> str:
-    """Stytch's mask: every digit but the last four replaced by ``X`` (``XXXXXXX0123``)."""
-    if not e164:
+    """Stytch's mask: every digit but the last four replaced by ``X`` (``XXXXXXX0123``). Anything but an E.164
+    number (a directory's or an answer's stray text) shows nothing of itself."""
+    digits = e164[1:] if e164.startswith("+") else e164
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= MAX_E164_DIGITS):
         return ""
-    digits = e164.lstrip("+")
     return "X" * max(len(digits) - 4, 0) + digits[-4:]

@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args
 
 import attrs
 
+from mfa_flow.arguments import plain_str
 from mfa_flow.errors import ConfigurationError
 
 __all__ = ["Member", "MfaPolicy", "Organization", "PrimaryMethod", "rfc3339", "to_datetime"]
@@ -35,9 +36,20 @@ def rfc3339(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _got(value: object) -> str:
+    """What a refusal shows of a wrong value: a short plain number, else only its type. A record may be built
+    from an answer the caller passed on: its text (a token in the wrong field, a megabyte, a subclass whose
+    ``__repr__`` raises) stays out."""
+    if type(value) in (int, bool, float) or value is None:
+        shown = repr(value)
+        if len(shown) <= 40:
+            return shown
+    return f"a value of type {type(value).__name__}"
+
+
 def _text(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, str):
-        raise ConfigurationError(f"{type(inst).__name__}.{attribute.name}: must be a string, got {value!r}")
+        raise ConfigurationError(f"{type(inst).__name__}.{attribute.name}: must be a string, got {_got(value)}")
 
 
 def _required_text(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -48,14 +60,14 @@ def _required_text(inst: object, attribute: attrs.Attribute[Any], value: object)
 
 def _flag(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, bool):
-        raise ConfigurationError(f"{type(inst).__name__}.{attribute.name}: must be True or False, got {value!r}")
+        raise ConfigurationError(f"{type(inst).__name__}.{attribute.name}: must be True or False, got {_got(value)}")
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[object, attrs.Attribute[Any], object], None]:
     def check(inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value not in choices:
+        if (plain_str(value) if isinstance(value, str) else value) not in choices:  # no subclass's __eq__
             raise ConfigurationError(
-                f"{type(inst).__name__}.{attribute.name}: must be one of {choices}, got {value!r}"
+                f"{type(inst).__name__}.{attribute.name}: must be one of {choices}, got {_got(value)}"
             )
 
     return check

@@ -16,6 +16,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from mfa_flow.arguments import text
 from mfa_flow.errors import MfaError, ProviderError, RequestError, UnexpectedResponse, error_for
 from mfa_flow.records import Member, Organization
 from mfa_flow.results import AuthenticationFactor, MemberSession
@@ -143,10 +144,22 @@ def object_at(data: Mapping[str, Any], field: str, where: str = "") -> Mapping[s
 
 
 def text_at(data: Mapping[str, Any], field: str, where: str = "", *, default: str | None = None) -> str:
+    """A plain, encodable copy: an answer may come through the caller (``record_primary_auth``), whose strings
+    may be subclasses or hold lone surrogates."""
     value = data.get(field, default)
     if not isinstance(value, str):
         raise UnexpectedResponse(f"Stytch's answer: {where}{field}: missing or not a string")
-    return value
+    try:
+        return text(value, "")
+    except MfaError:
+        raise UnexpectedResponse(f"Stytch's answer: {where}{field}: not valid text") from None
+
+
+def _texts_at(data: Mapping[str, Any], field: str, where: str, *, default: list[str] | None = None) -> tuple[str, ...]:
+    values = data.get(field, default)
+    if not isinstance(values, list):
+        raise UnexpectedResponse(f"Stytch's answer: {where}{field}: missing or not a list")
+    return tuple(text_at({field: v}, field, where) for v in values)
 
 
 def _flag_at(data: Mapping[str, Any], field: str, where: str) -> bool:
@@ -183,16 +196,13 @@ R = TypeVar("R", Organization, Member)
 def organization_from(data: Mapping[str, Any]) -> Organization:
     """The organization object of an answer, as a record (the fields of an Organization)."""
     org = object_at(data, "organization")
-    methods = org.get("allowed_mfa_methods")
-    if not isinstance(methods, list):
-        raise UnexpectedResponse("Stytch's answer: organization.allowed_mfa_methods: missing or not a list")
     return _record(Organization, "organization", organization_id=text_at(org, "organization_id", "organization."),
                    organization_slug=text_at(org, "organization_slug", "organization."),
                    organization_name=text_at(org, "organization_name", "organization."),
                    organization_external_id=text_at(org, "organization_external_id", "organization.", default=""),
                    mfa_policy=text_at(org, "mfa_policy", "organization."),
                    mfa_methods=text_at(org, "mfa_methods", "organization."),
-                   allowed_mfa_methods=tuple(methods))
+                   allowed_mfa_methods=_texts_at(org, "allowed_mfa_methods", "organization."))
 
 
 def member_from(data: Mapping[str, Any]) -> Member:
@@ -216,9 +226,8 @@ def member_session_from(data: Mapping[str, Any]) -> MemberSession:
     s = object_at(data, "member_session")
     w = "member_session."
     factors = s.get("authentication_factors")
-    roles = s.get("roles", [])
-    if not isinstance(factors, list) or not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise UnexpectedResponse("Stytch's answer: member_session.authentication_factors or .roles: not a list")
+    if not isinstance(factors, list):
+        raise UnexpectedResponse("Stytch's answer: member_session.authentication_factors: missing or not a list")
     read = []
     for i, f in enumerate(factors):
         where = f"{w}authentication_factors[{i}]."
@@ -236,7 +245,8 @@ def member_session_from(data: Mapping[str, Any]) -> MemberSession:
         member_session_id=text_at(s, "member_session_id", w), member_id=text_at(s, "member_id", w),
         organization_id=text_at(s, "organization_id", w), organization_slug=text_at(s, "organization_slug", w),
         started_at=_time_at(s, "started_at", w), last_accessed_at=_time_at(s, "last_accessed_at", w),
-        expires_at=_time_at(s, "expires_at", w), authentication_factors=tuple(read), roles=tuple(roles),
+        expires_at=_time_at(s, "expires_at", w), authentication_factors=tuple(read),
+        roles=_texts_at(s, "roles", w, default=[]),
         custom_claims=dict(claims) if isinstance(claims, Mapping) else None)
 
 

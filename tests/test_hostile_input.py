@@ -34,7 +34,8 @@ from mfa_flow import (
     SendResult,
     SessionCheck,
 )
-from mfa_flow.errors import ERROR_STATUS
+from mfa_flow.errors import ERROR_STATUS, UnexpectedResponse
+from mfa_flow.stores import MemoryStore
 from mfa_flow.testing import FakeClock, FakeTransport
 from mfa_flow.wire import REVOKE_SESSION
 from tests.helpers_send import (
@@ -152,13 +153,6 @@ def required(method: str, param: str) -> bool:
         return True
     default = inspect.signature(getattr(MfaFlow, method)).parameters[param].default
     return default is inspect.Parameter.empty
-
-
-def echoes_the_ref(method: str, param: str) -> bool:
-    """Left out of the event and log checks: the refusal event of these carries the organization_id or member_id
-    the caller passed, as a plain copy but verbatim when it is encodable text (engine/calls.py ``_shown``), so it
-    holds the value, a token passed there included; reported with issue 9."""
-    return method in REFUSAL_EVENTS and param in ("organization_id", "member_id")
 
 
 # --- the flows: MfaFlow and AsyncMfaFlow on one store, directory, key, clock and transport ------------------
@@ -293,8 +287,7 @@ def test_hostile_argument_is_a_documented_refusal_and_the_flow_keeps_working(
 
 
 @pytest.mark.parametrize("twin", TWINS)
-@pytest.mark.parametrize(("method", "param", "name"), [
-    c for c in CASES if not (echoes_the_ref(*c.values[:2]) and c.values[2] in TEXT)])  # see echoes_the_ref
+@pytest.mark.parametrize(("method", "param", "name"), CASES)
 def test_hostile_argument_leaves_no_trace_in_events_or_debug_logs(
         twin: str, method: str, param: str, name: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="mfa_flow")
@@ -346,8 +339,8 @@ def test_str_subclass_holding_the_valid_value_is_read_as_its_plain_copy(twin: st
 def _misplaced_token_cases() -> Iterator[Any]:
     for method, params in PUBLIC_SIGNATURES.items():
         for param in params:
-            if param in ("response", "session_duration_minutes", "set_default_mfa") or echoes_the_ref(method, param):
-                continue  # not text; or an echoed ref (see echoes_the_ref), whose messages the matrix checks
+            if param in ("response", "session_duration_minutes", "set_default_mfa"):
+                continue  # not text
             for kind in ("intermediate_session_token", "session_token"):
                 if param != kind:
                     yield pytest.param(method, param, kind, id=f"{method}-{param}-{kind}")
@@ -425,8 +418,7 @@ def test_fuzzed_argument_is_refused_cleanly_or_accepted(twin: str, method: str, 
             assert_refusal_is_clean(refusal, method, param, needles)
         else:
             assert isinstance(result, RESULT_TYPES[method])
-        if not echoes_the_ref(method, param):
-            assert_no_trace(env, mark, caplog, needles)
+        assert_no_trace(env, mark, caplog, needles)
         assert_a_login_still_works(env, flow)
 
 
@@ -531,5 +523,62 @@ def test_stytch_mode_record_primary_auth_refuses_a_hostile_response_naming_it(
         result = stytch.run("record_primary_auth", stytch.primary_answer())
         assert result.mfa_required is not None
         assert result.intermediate_session_token
+    finally:
+        stytch.close()
+
+
+#: Where a hostile value can sit inside Stytch's answer that the caller passes on: (path, with a session).
+ANSWER_FIELDS = [
+    (("member_id",), False), (("member", "member_id"), False), (("member", "organization_id"), False),
+    (("organization", "organization_id"), False), (("member", "status"), False),
+    (("member", "default_mfa_method"), False), (("organization", "mfa_policy"), False),
+    (("organization", "mfa_methods"), False), (("intermediate_session_token",), False),
+    (("mfa_required", "secondary_auth_initiated"), False), (("member", "external_id"), False),
+    (("member", "mfa_phone_number"), False), (("organization", "organization_slug"), False),
+    (("organization", "organization_external_id"), False), (("session_token",), True),
+    (("member_session", "member_session_id"), True), (("member_session", "roles"), True),
+    (("organization", "allowed_mfa_methods"), False),
+]
+
+
+@pytest.mark.parametrize("name", ["lone_surrogate", "inner_surrogate", "str_subclass", "one_megabyte"])
+@pytest.mark.parametrize(("path", "with_session"), ANSWER_FIELDS, ids=[".".join(p) for p, _ in ANSWER_FIELDS])
+def test_stytch_mode_record_primary_auth_refuses_hostile_text_inside_the_answer(
+        path: tuple[str, ...], with_session: bool, name: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Every string of Stytch's answer is read as a plain, encodable copy: a subclass never runs, a lone
+    surrogate or a megabyte is refused as an unexpected answer naming the field, never quoting it; nothing is
+    recorded and a real answer still is."""
+    caplog.set_level(logging.DEBUG, logger="mfa_flow")
+    stytch = StytchEnv("sync")
+    try:
+        body = stytch.primary_answer(session_token="session-token-hostile-test" if with_session else "")
+        where = body
+        for part in path[:-1]:
+            where = where[part]
+        hostile = HOSTILE[name]
+        where[path[-1]] = [hostile] if path[-1] in ("roles", "allowed_mfa_methods") else hostile
+        store = stytch.flow.store
+        assert isinstance(store, MemoryStore)
+        records, mark = len(store), len(stytch.events)
+        try:
+            result = stytch.run("record_primary_auth", body)
+        except UnexpectedResponse as unexpected:
+            refusal: UnexpectedResponse | None = unexpected
+        else:
+            refusal = None
+        if refusal is not None:
+            message = refusal.error_message
+            assert path[-1] in message or message.endswith("name different records")
+            assert len(message) < MAX_MESSAGE
+            for shown in (message, str(refusal), repr(refusal), str(refusal.to_dict())):
+                shown.encode()
+                assert not [n for n in NEEDLES if n in shown]
+            assert len(store) == records
+        else:  # accepted as a plain copy: only encodable text, and nothing the caller's object does ran
+            assert name in ("str_subclass", "one_megabyte")
+            assert isinstance(result, PrimaryAuthResult)
+            assert all(type(e.member_id) is str for e in stytch.events[mark:])
+        assert not [n for n in NEEDLES if n in caplog.text]
+        assert stytch.run("record_primary_auth", stytch.primary_answer()).intermediate_session_token
     finally:
         stytch.close()

@@ -18,7 +18,7 @@ import pytest
 from mfa_flow import AuthenticateResult, Member, MfaError, Organization
 from mfa_flow.crypto import token_digest
 from mfa_flow.errors import ProviderError
-from mfa_flow.state import keys
+from mfa_flow.state import SessionPhase, keys
 from mfa_flow.testing import FakeClock
 from mfa_flow.transports import _http
 from tests.emulator_server import EmulatorProcess
@@ -496,6 +496,82 @@ def test_unlock_member_is_an_admin_action_that_works_for_an_invited_member(stric
     assert strict.read(keys.guard(ORG, MEMBER)) is None
 
 
+# ============================================================================ a member who is no longer active
+
+
+def set_status(world: World, status: str, organization_id: str = ORG) -> None:
+    world.flow.directory.put_member(Member(MEMBER, organization_id, mfa_phone_number=PHONE,
+                                           mfa_phone_number_verified=True, status=status))
+
+
+def in_two_organizations(world: World) -> tuple[AuthenticateResult, AuthenticateResult, AuthenticateResult]:
+    """Two sessions of MEMBER in ORG, one in ORG2, one of MEMBER_2."""
+    world.flow.directory.put_organization(Organization(ORG2, organization_slug="globex",
+                                                       mfa_policy="REQUIRED_FOR_ALL"))
+    world.flow.directory.put_member(Member(MEMBER, ORG2, mfa_phone_number=PHONE, mfa_phone_number_verified=True))
+    return signed_in(world), signed_in(world), signed_in(world, organization_id=ORG2)
+
+
+SESSION_USES: dict[str, Callable[[World, str], Any]] = {
+    "authenticate_session": lambda w, t: call(w, "authenticate_session", session_token=t),
+    "send_sms_otp": lambda w, t: call(w, "send_sms_otp", ORG, MEMBER, session_token=t),
+    "authenticate_sms_otp": lambda w, t: call(w, "authenticate_sms_otp", ORG, MEMBER, "123456", session_token=t),
+    "record_mfa_factor": lambda w, t: call(w, "record_mfa_factor", ORG, MEMBER, "totp", session_token=t),
+    "authenticate_primary": lambda w, t: call(w, "authenticate_primary", ORG, MEMBER, "password", session_token=t),
+}
+
+
+@pytest.mark.parametrize("use", SESSION_USES)
+def test_an_inactive_member_loses_every_session_on_next_use(world: World, use: str) -> None:
+    first, second, elsewhere = in_two_organizations(world)
+    other = signed_in(world, MEMBER_2)
+    set_status(world, "deleted")
+    since, attempts = len(world.events), len(world.transport.attempts)
+    with pytest.raises(MfaError) as caught:
+        SESSION_USES[use](world, first.session_token)
+    assert caught.value.error_type == "action_available_only_for_active_members"
+    ended = [e for e in world.events[since:] if e.name == "session.revoked"]
+    assert sorted((e.organization_id, e.member_id, e.data["member_session_id"], e.data["selector"]) for e in ended) \
+        == sorted((s.member_session.organization_id, MEMBER, sid(s), "inactive_member")
+                  for s in (first, second, elsewhere) if s.member_session is not None)
+    assert len(world.transport.attempts) == attempts
+    assert world.failures() == 0
+    set_status(world, "active")  # reactivated: the sessions stay ended
+    assert listed_ids(world) == []
+    assert listed_ids(world, organization_id=ORG2) == []
+    for session in (first, second):
+        assert_revoked(world, session.session_token)
+    assert_revoked(world, elsewhere.session_token, organization_id=ORG2)
+    assert_live(world, other)
+
+
+def test_an_inactive_members_step_up_code_ends_with_its_sessions(world: World) -> None:
+    session = signed_in(world)
+    code = step_up_code(world, session)
+    set_status(world, "invited")
+    refused(world, "action_available_only_for_active_members", "authenticate_sms_otp", ORG, MEMBER, code,
+            session_token=session.session_token)
+    assert world.live_code() is None
+    assert world.read(keys.session(token_digest(session.session_token))) is None
+    assert world.read(keys.session_id(sid(session))) is None
+
+
+@pytest.mark.parametrize("status", ["invited", "pending", "deleted"])
+def test_an_inactive_member_without_a_session_in_hand_keeps_its_sessions(world: World, status: str) -> None:
+    """Only the use of a session ends them: a login (or a send with an IST) of an inactive member is refused
+    and ends nothing; ``revoke_session(member_id=...)`` is the way to end them at once."""
+    session = signed_in(world)
+    ist, _code = world.login()
+    set_status(world, status)
+    since = len(world.events)
+    refused(world, "action_available_only_for_active_members", "authenticate_primary", ORG, MEMBER, "password")
+    refused(world, "action_available_only_for_active_members", "send_sms_otp", ORG, MEMBER,
+            intermediate_session_token=ist)
+    assert "session.revoked" not in names(world.events[since:])
+    set_status(world, "active")
+    assert_live(world, session)
+
+
 # ================================================================================== Stytch mode (FakeStytch)
 
 
@@ -585,7 +661,8 @@ def test_stytch_mode_revoke_removes_the_local_record_first_then_asks_stytch_once
     env.stytch.sessions_script.append(revoked_at_stytch)
     since = len(env.events)
     assert env.run("revoke_session", **selector_of(selector, session)) is None
-    assert local_at_request == [None]  # gone here before Stytch was asked
+    # revoked here before Stytch was asked, and kept so until it would have expired: its token stays refused
+    assert [record.state for record in local_at_request] == [SessionPhase.REVOKED]
     sent = env.stytch.sessions_requests()
     assert [(r.method, r.path, r.body, r.query, r.auth) for r in sent] == [
         ("POST", "/v1/b2b/sessions/revoke", selector_of(selector, session), {}, (PROJECT_ID, SECRET))]
@@ -612,10 +689,15 @@ def test_stytch_mode_a_failed_revoke_is_raised_but_the_session_is_already_gone_h
     since = len(env.events)
     env.refused("internal_server_error", "revoke_session", session_token=SESSION)
     assert len(env.stytch.sessions_requests()) == requests
-    assert env.local(SESSION) is None
+    assert env.local(SESSION).state is SessionPhase.REVOKED
     assert [e.data["member_session_id"] for e in env.events[since:] if e.name == "session.revoked"] == [
         sid(session)]
     env.refused("session_not_found", "authenticate_session", session_token=SESSION)
+    # and Stytch, which did not hear the revoke, is never asked with that token again: refused here first
+    asked = len(env.stytch.requests)
+    env.refused("session_not_found", "send_sms_otp", ORG, ADA, session_token=SESSION)
+    env.refused("session_not_found", "authenticate_sms_otp", ORG, ADA, "123456", session_token=SESSION)
+    assert len(env.stytch.requests) == asked
 
 
 @pytest.mark.parametrize("selector", [{"session_token": "session-token-issued-elsewhere"},

@@ -10,6 +10,7 @@ import phonenumbers
 import pytest
 
 from mfa_flow import Member, MfaError, Policy
+from mfa_flow.phone import mask_phone
 from tests.helpers_send import (
     M2_FRESH,
     M_FRESH,
@@ -541,3 +542,11 @@ def test_destination_delivery_unknown_keeps_the_link() -> None:
     with pytest.raises(MfaError) as ei:
         f.send_sms_otp(ORG, M_FRESH2, mfa_phone_number=P_NEW)
     assert ei.value.error_type == "duplicate_member_phone_number"
+
+
+@pytest.mark.parametrize("stray", ["555-0123 ext 9", "+1415555\u2603", "\u0663\u0664\u0665\u0666\u0667", "+" + "1" * 16,
+                                   "+", "abcd"])
+def test_mask_phone_shows_nothing_of_what_is_not_an_e164_number(stray: str) -> None:
+    """A directory's or a passed-on answer's stray text in a phone field never reaches an event or log."""
+    assert mask_phone(stray) == ""
+    assert mask_phone("+14155550123") == "XXXXXXX0123"

@@ -931,9 +931,11 @@ def test_uniform_refusals_on_the_other_endpoints_report_bad_request_with_precise
     assert err.status_code == 400
     for text in (str(err), repr(err), err.error_message, str(err.to_dict())):
         assert precise not in text
-    # The precise reason is in the refusal event, and only there; nothing was sent or changed.
+    # The precise reason is in the refusal event, and only there; nothing was sent or changed. A member_id that
+    # named no member is not repeated (it may be anything: a token in the wrong field).
+    shown_member = "" if member_id == UNKNOWN_MEMBER else member_id
     assert [(e.name, e.reason, e.organization_id, e.member_id) for e in env.events_since(mark)] == [
-        (REFUSAL_EVENT[endpoint], precise, ORG, member_id)]
+        (REFUSAL_EVENT[endpoint], precise, ORG, shown_member)]
     assert env.sent_since(mark) == []
     if snapshot is not None:
         assert env.flow.get_member(ORG, member_id) == snapshot
@@ -999,3 +1001,27 @@ def test_duplicate_member_phone_number_when_the_holder_verified_a_directory_numb
     assert caught.value.error_type == "duplicate_member_phone_number"
     assert len(transport.sent) == sent
     assert flow.get_member("o", "a").mfa_phone_number == ""
+
+
+def test_refusal_event_names_the_member_only_once_the_references_resolved() -> None:
+    """A refusal raised before the organization and member resolved (malformed arguments, an unknown
+    organization or member) repeats no reference the caller passed in its event: the caller may have put
+    anything there, a token in the wrong field included. The organization's id shows once it resolved (an
+    unknown member), both references once the member did."""
+    env = make_env(Policy())
+    ist = env.flow.authenticate_primary(ORG, M_FRESH, "discovery").intermediate_session_token
+    cases = [
+        (lambda: env.flow.send_sms_otp(ORG, ist), "member_not_found", (ORG, "")),
+        (lambda: env.flow.send_sms_otp(ORG_SLUG, ist), "member_not_found", (ORG, "")),
+        (lambda: env.flow.send_sms_otp(ist, M_FRESH), "organization_not_found", ("", "")),
+        (lambda: env.flow.send_sms_otp(ist, M_FRESH, mfa_phone_number="not a number"), "invalid_phone_number",
+         ("", "")),
+        (lambda: env.flow.send_sms_otp(ORG, M_INVITED), "action_available_only_for_active_members",
+         (ORG, M_INVITED)),
+        (lambda: env.flow.send_sms_otp(ORG, M_FRESH), "member_phone_number_not_found", (ORG, M_FRESH)),
+    ]
+    for call, error_type, refs in cases:
+        mark = env.mark()
+        expect_error(call, error_type)
+        refused = [e for e in env.events_since(mark) if e.name == "otp.refused"]
+        assert [(e.organization_id, e.member_id, e.reason) for e in refused] == [(*refs, error_type)]

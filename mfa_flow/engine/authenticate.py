@@ -17,6 +17,7 @@ from mfa_flow.engine.reading import (
     phone_holder,
     read_subject,
     refresh,
+    refuse_revoked,
     resolve,
     token_record,
 )
@@ -82,7 +83,7 @@ def session_minutes(minutes: object) -> int:
 
 def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token: Token, code_input: object,
            minutes: int | None, enrollment: str | None, set_default: bool | None, _verdict: object) -> Step:
-    org, base = yield from resolve(ctx, org_ref, member_ref)                      # 2
+    org, base = yield from resolve(ctx, org_ref, member_ref, session=token)       # 2
     policy = ctx.policy
     sub, got = yield from read_subject(org, base, now, token, index_key(base.member_id))
     record = token_record(ctx, got, sub, token, now)                              # 3
@@ -175,8 +176,9 @@ def decide_remote(ctx: Context, now: float, org_ref: object, member_ref: object,
                   minutes: int | None, enrollment: str | None, set_default: bool | None, _verdict: object) -> Step:
     """The local checks, then the attempt counted on the member before Stytch is asked (a crash after
     this commit leaves it counted: fail closed). Token validity and the live code are Stytch's to judge."""
-    org, base = yield from resolve(ctx, org_ref, member_ref)                      # 2
-    sub, _ = yield from read_subject(org, base, now)
+    org, base = yield from resolve(ctx, org_ref, member_ref, session=token)       # 2
+    sub, got = yield from read_subject(org, base, now, token)
+    refuse_revoked(got, token)                                                    # 3, Stytch's but for that
     core.check_lock(sub.guard)                                                    # 4
     core.check_methods(org, sub.member)                                           # 4b
     guard = clone(sub.guard)

@@ -22,10 +22,10 @@ from mfa_flow.arguments import text
 from mfa_flow.clock import Clock, SystemClock
 from mfa_flow.crypto import Keyring
 from mfa_flow.directory import Directory, MemoryDirectory
-from mfa_flow.engine import send
-from mfa_flow.engine.context import PROBE, Context, HookVerdict, NeedHooks, Outcome, Plan, Step
+from mfa_flow.engine import lifecycle, send
+from mfa_flow.engine.context import PROBE, Context, EndSessions, HookVerdict, NeedHooks, Outcome, Plan, Step
 from mfa_flow.engine.effects import BEGIN, END, Commit, Effect, End, Failed, Sleep, invoke
-from mfa_flow.engine.reading import refresh
+from mfa_flow.engine.reading import refresh, unresolved
 from mfa_flow.errors import (
     ConfigurationError,
     DeliveryFailed,
@@ -139,7 +139,11 @@ class FlowEngine:
         """The whole call: plan, decide in a transaction (asking the hooks when needed), then conclude."""
         now = self._clock.now()
         try:
-            decide = plan(self._ctx, now, *args)
+            try:
+                decide = plan(self._ctx, now, *args)
+            except MfaError as malformed:
+                unresolved(malformed)
+                raise
             verdict: object = None
             for _ in range(MAX_RERUNS):
                 try:
@@ -148,6 +152,11 @@ class FlowEngine:
                 except NeedHooks as need:
                     verdict = HookVerdict(need.key, (yield from self._ask_hooks(need.context)))
                     continue
+                except EndSessions as inactive:
+                    ended = yield from self._transact(partial(lifecycle.end_all, self._ctx, inactive.member_id,
+                                                              now), now)
+                    emit(self._sinks, ended.events)
+                    raise inactive.refusal from None
                 answer: T = yield from self._conclude(outcome, now)  # typed by ``result``
                 return answer
             raise StoreFailure("internal_server_error", "the send kept changing under the before_send hooks")
@@ -181,7 +190,7 @@ class FlowEngine:
                     failure = closing.error
             if failure is not None:
                 try:
-                    if isinstance(failure, NeedHooks) or not isinstance(failure, Exception):
+                    if isinstance(failure, NeedHooks | EndSessions) or not isinstance(failure, Exception):
                         raise failure
                     raise _store_failure(failure)
                 finally:
@@ -247,8 +256,8 @@ class FlowEngine:
                  exc: MfaError) -> MfaError:
         """A refusal emits its event; uniform_refusals hides the precise reason from the caller."""
         if refusal_event is not None and not exc._reported:  # noqa: SLF001 - the flow's own mark
-            emit(self._sinks, [Event(refusal_event, now, _shown(org_ref), _shown(member_ref), "", exc.error_type,
-                                     {})])
+            refs = exc._refs or (_shown(org_ref), _shown(member_ref))  # noqa: SLF001 - the flow's own mark
+            emit(self._sinks, [Event(refusal_event, now, *refs, "", exc.error_type, {})])
         if self.policy.uniform_refusals and exc.error_type in core.UNIFORM_REFUSALS:
             return RequestError("bad_request", "the request was refused")
         return exc

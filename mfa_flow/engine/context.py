@@ -25,8 +25,8 @@ from mfa_flow.state import CodeState, GuardState, MemberState
 from mfa_flow.stores import Entry, Write
 from mfa_flow.transports import CodeProvider, PreparedCode, RemoteCodeProvider
 
-__all__ = ["DELETE", "PROBE", "Context", "Delivery", "HookVerdict", "NeedHooks", "Outcome", "Plan", "Remote", "Step",
-           "Subject", "value"]
+__all__ = ["DELETE", "PROBE", "Context", "Delivery", "EndSessions", "HookVerdict", "NeedHooks", "Outcome", "Plan",
+           "Remote", "Step", "Subject", "value"]
 
 logger = logging.getLogger("mfa_flow")
 
@@ -141,6 +141,15 @@ class NeedHooks(Exception):  # control flow: never escapes the flow
 
     context: SendContext
     key: tuple[str, str, str]
+
+
+@attrs.define(slots=True)
+class EndSessions(Exception):  # control flow: never escapes the flow
+    """A session of a member who is no longer active was used: every session of the member ends (in a
+    transaction of its own), then the call is refused with ``refusal``."""
+
+    member_id: str
+    refusal: MfaError
 
 
 @attrs.define(slots=True)

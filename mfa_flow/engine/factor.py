@@ -31,7 +31,7 @@ def plan(ctx: Context, now: float, organization_id: object, member_id: object, f
 
 def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token: Token, factor_type: str,
            _verdict: object) -> Step:
-    org, base = yield from resolve(ctx, org_ref, member_ref)
+    org, base = yield from resolve(ctx, org_ref, member_ref, session=token)
     sub, got = yield from read_subject(org, base, now, token, index_key(base.member_id))
     record = token_record(ctx, got, sub, token, now)
     core.check_lock(sub.guard)

@@ -23,11 +23,21 @@ from mfa_flow.engine.reading import read_subject, resolve
 from mfa_flow.engine.sessions import drop_sessions
 from mfa_flow.errors import ProviderError, RequestError, TokenError
 from mfa_flow.results import MemberSession
-from mfa_flow.state import CodePhase, CodeState, GuardPhase, SessionIndex, SessionRef, SessionState, clone, keys
-from mfa_flow.stores import Entry
+from mfa_flow.state import (
+    CodePhase,
+    CodeState,
+    GuardPhase,
+    SessionIndex,
+    SessionPhase,
+    SessionRef,
+    SessionState,
+    clone,
+    keys,
+)
+from mfa_flow.stores import Entry, Write
 from mfa_flow.wire import GET_SESSIONS, REVOKE_SESSION, member_session_from
 
-__all__ = ["list_sessions", "revoke", "unlock"]
+__all__ = ["end_all", "end_sessions", "list_sessions", "revoke", "unlock"]
 
 _SELECTORS: Final = ("member_session_id", "session_token", "session_jwt", "member_id")
 
@@ -47,23 +57,34 @@ def revoke(ctx: Context, now: float, member_session_id: object, session_token: o
 
 
 def _decide_revoke(ctx: Context, now: float, selector: str, ref: str, _verdict: object) -> Step:
+    out = Outcome()
     if selector == "member_id":
-        member_id = ref
-        index = value((yield Read([keys.sessions(ref)])), keys.sessions(ref), SessionIndex, SessionIndex())
+        yield from end_sessions(ctx, out, ref, now, selector)
+        return _ask_stytch(ctx, out, selector, ref)
+    digest = token_digest(ref) if selector == "session_token" else (yield from _digest_of(ref))
+    got = yield Read([keys.session(digest)])
+    record = value(got, keys.session(digest), SessionState, None)
+    if record is None or now >= record.expires_at or record.state is SessionPhase.REVOKED:
+        if ctx.remote is None:
+            raise TokenError("session_not_found", f"{selector}: no such session")
+        return _ask_stytch(ctx, out, selector, ref)  # not one this flow recorded: Stytch's to end
+    yield from end_sessions(ctx, out, record.member_id, now, selector, {digest: record.organization_id})
+    return _ask_stytch(ctx, out, selector, ref)
+
+
+def end_sessions(ctx: Context, out: Outcome, member_id: str, now: float, selector: str,
+                 digests: dict[str, str] | None = None) -> Generator[Effect, Any, None]:
+    """End the member's sessions named by ``digests`` (token digest -> organization id; all of the member's
+    live ones when None): each through the session machine, deleted (in Stytch mode kept as a revoked record
+    until it would have expired), out of the index, with a step-up code bound to it. ``selector`` (what named
+    them: a revoke's selector, or "inactive_member") goes into each ``session.revoked`` event."""
+    if digests is None:
+        index = value((yield Read([keys.sessions(member_id)])), keys.sessions(member_id), SessionIndex,
+                      SessionIndex())
         digests = {digest: org_id for _, digest, org_id, until in index.entries if until > now}
-    else:
-        digest = token_digest(ref) if selector == "session_token" else (yield from _digest_of(ref))
-        got = yield Read([keys.session(digest)])
-        record = value(got, keys.session(digest), SessionState, None)
-        if record is None or now >= record.expires_at:
-            if ctx.remote is None:
-                raise TokenError("session_not_found", f"{selector}: no such session")
-            return _ask_stytch(ctx, Outcome(), selector, ref)  # not one this flow recorded: Stytch's to end
-        member_id, digests = record.member_id, {digest: record.organization_id}
     orgs = sorted(set(digests.values()))
     got = yield Read([keys.sessions(member_id), *(keys.code(o, member_id) for o in orgs),
                       *(keys.session(d) for d in digests)])
-    out = Outcome()
     ended: set[str] = set()
     for digest in digests:
         record = value(got, keys.session(digest), SessionState, None)
@@ -71,12 +92,15 @@ def _decide_revoke(ctx: Context, now: float, selector: str, ref: str, _verdict: 
             continue
         session = clone(record)
         if machine.fire(machine.SESSION, "revoke", session):
-            out.writes[keys.session(digest)] = DELETE
+            # Locally an absent session is refused the same; in Stytch mode the revoked record stays until it
+            # would have expired, so its token is refused here even when Stytch did not hear the revoke.
+            kept = DELETE if ctx.remote is None else Write(session, session.expires_at)
+            out.writes[keys.session(digest)] = kept
             out.writes[keys.session_id(session.session_id)] = DELETE
             ended.add(session.session_id)
             ctx.note(out, "session.revoked", now, session.organization_id, member_id,
                      member_session_id=session.session_id, selector=selector)
-    for org_id in orgs:  # a step-up code bound to a revoked session dies with it
+    for org_id in orgs:  # a step-up code bound to an ended session dies with it
         k_code = keys.code(org_id, member_id)
         code = value(got, k_code, CodeState, None)
         if code is not None and code.state is CodePhase.SENT and code.bound_to in digests:
@@ -84,11 +108,17 @@ def _decide_revoke(ctx: Context, now: float, selector: str, ref: str, _verdict: 
             machine.fire(machine.CODE, "kill", code)
             out.writes[k_code] = DELETE
     drop_sessions(out, got, member_id, now, frozenset(ended))
-    return _ask_stytch(ctx, out, selector, ref)
+
+
+def end_all(ctx: Context, member_id: str, now: float, _verdict: object = None) -> Step:
+    """Every session of a member no longer active (see ``reading.resolve``)."""
+    out = Outcome()
+    yield from end_sessions(ctx, out, member_id, now, "inactive_member")
+    return out
 
 
 def _ask_stytch(ctx: Context, out: Outcome, selector: str, ref: str) -> Outcome:
-    """In Stytch mode, after the local record is gone (a failed request leaves no local record to judge by)."""
+    """In Stytch mode, after the local record is revoked: a failed request leaves the token refused here."""
     if ctx.remote is not None:
         out.remote = Remote(ctx.remote.revoke_session, (REVOKE_SESSION.body(**{selector: ref}),), None)
     out.finish = lambda *_: None

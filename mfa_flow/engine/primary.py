@@ -41,10 +41,18 @@ def plan(ctx: Context, now: float, organization_id: object, member_id: object, m
                    token_digest(ist))
 
 
+def _session_of(session_ref: object) -> Token | None:
+    """The session a call carries, for the inactive-member rule; a malformed one is refused in its turn."""
+    try:
+        return None if session_ref is None else Token.of("session", text(session_ref, "session_token"))
+    except RequestError:
+        return None
+
+
 def decide(ctx: Context, now: float, org_ref: object, member_ref: object, method: str,
            method_error: RequestError | None, session_ref: object, locale: str | None, ist: str,
            ist_digest: str, verdict: object) -> Step:
-    org, base = yield from resolve(ctx, org_ref, member_ref)
+    org, base = yield from resolve(ctx, org_ref, member_ref, session=_session_of(session_ref))
     if method_error is not None:  # checked after organization, member and status (docs/rules.md, order of checks)
         raise method_error
     session_token = None if session_ref is None else text(session_ref, "session_token")
@@ -115,7 +123,7 @@ def record(ctx: Context, now: float, response: object) -> Plan:
         if not isinstance(mfa, Mapping):
             raise UnexpectedResponse("Stytch's answer: mfa_required: not an object")
         initiated = mfa.get("secondary_auth_initiated")
-        if initiated not in (None, "sms_otp"):
+        if initiated is not None and text_at(mfa, "secondary_auth_initiated", "mfa_required.") != "sms_otp":
             raise UnexpectedResponse("Stytch's answer: mfa_required.secondary_auth_initiated: not 'sms_otp' or null")
         if mfa.get("member_options") is None:  # optional in the official SDK: shown from the member instead
             options = MemberOptions(mask_phone(member.mfa_phone_number), member.totp_registration_id)

@@ -14,9 +14,9 @@ import attrs
 from mfa_flow import core
 from mfa_flow.arguments import text
 from mfa_flow.crypto import token_digest
-from mfa_flow.engine.context import Context, Subject, value
-from mfa_flow.engine.effects import Effect, Read, invoke
-from mfa_flow.errors import NotFoundError, PolicyRefusal, RequestError, TokenError
+from mfa_flow.engine.context import Context, EndSessions, Subject, value
+from mfa_flow.engine.effects import Effect, Failed, Read, invoke
+from mfa_flow.errors import MfaError, NotFoundError, PolicyRefusal, RequestError, TokenError
 from mfa_flow.records import Member, Organization
 from mfa_flow.state import (
     CodePhase,
@@ -26,14 +26,15 @@ from mfa_flow.state import (
     LoginState,
     MemberState,
     PhoneLink,
+    SessionPhase,
     SessionState,
     keys,
 )
 from mfa_flow.stores import Entry
 from mfa_flow.wire import member_from
 
-__all__ = ["Token", "forwarded", "one_token", "phone_holder", "read_subject", "refresh", "resolve",
-           "token_record"]
+__all__ = ["Token", "forwarded", "one_token", "phone_holder", "read_subject", "refresh", "refuse_revoked", "resolve",
+           "token_record", "unresolved"]
 
 
 
@@ -80,20 +81,31 @@ def one_token(ist: object, session_token: object, session_jwt: object, *, requir
     return None
 
 
-def resolve(ctx: Context, org_ref: object, member_ref: object, *,
-            require_active: bool = True) -> Generator[Effect, Any, tuple[Organization, Member]]:
-    """Step 2: the organization and the member (by id, slug or external id), and the member's status."""
-    org_ref, member_ref = text(org_ref, "organization_id"), text(member_ref, "member_id")
-    directory = ctx.directory
-    org = yield invoke((directory.get_organization, (org_ref,)))
-    if org is None:
-        raise NotFoundError("organization_not_found", "organization_id: no such organization")
-    member = yield invoke((directory.get_member, (org.organization_id, member_ref)))
-    if member is None:
-        raise NotFoundError("member_not_found", "member_id: no such member in the organization")
+def resolve(ctx: Context, org_ref: object, member_ref: object, *, require_active: bool = True,
+            session: Token | None = None) -> Generator[Effect, Any, tuple[Organization, Member]]:
+    """Step 2: the organization and the member (by id, slug or external id), and the member's status.
+
+    A member who is no longer active loses every session on the next use of one (``session``: the token
+    the call carries): the call is refused all the same, after they end."""
+    org = None
+    try:
+        org_ref, member_ref = text(org_ref, "organization_id"), text(member_ref, "member_id")
+        directory = ctx.directory
+        org = yield invoke((directory.get_organization, (org_ref,)))
+        if org is None:
+            raise NotFoundError("organization_not_found", "organization_id: no such organization")
+        member = yield invoke((directory.get_member, (org.organization_id, member_ref)))
+        if member is None:
+            raise NotFoundError("member_not_found", "member_id: no such member in the organization")
+    except (MfaError, Failed) as exc:
+        unresolved(exc.error if isinstance(exc, Failed) else exc, "" if org is None else org.organization_id)
+        raise
     if require_active and member.status != "active":
-        raise PolicyRefusal("action_available_only_for_active_members",
-                            f"member: status is {member.status!r}, not 'active'")
+        refusal = PolicyRefusal("action_available_only_for_active_members",
+                                f"member: status is {member.status!r}, not 'active'")
+        if session is not None and session.kind == "session":
+            raise EndSessions(member.member_id, refusal)
+        raise refusal
     return org, member
 
 
@@ -128,6 +140,22 @@ def token_record(ctx: Context, got: dict[str, Entry], sub: Subject, token: Token
     if token.kind == "ist":
         return core.check_ist(value(got, token.key, LoginState, None), oid, mid, now)
     return core.check_session(value(got, token.key, SessionState, None), oid, mid, now, sub.member, ctx.policy)
+
+
+def unresolved(exc: BaseException, organization_id: str = "") -> None:
+    """Mark a refusal raised before the call's references named a member: its event shows the organization's id
+    if that resolved, never what the caller passed (it may be anything, a token in the wrong field included)."""
+    if isinstance(exc, MfaError):
+        exc._refs = (organization_id, "")  # noqa: SLF001 - the flow's own mark
+
+
+def refuse_revoked(got: dict[str, Entry], token: Token | None) -> None:
+    """Stytch mode's one local judgement of a token: a session revoked here stays refused here, even if the
+    revoke never reached Stytch (its record is kept, revoked, until it would have expired)."""
+    if token is not None and token.kind == "session":
+        record = value(got, token.key, SessionState, None)
+        if record is not None and record.state is SessionPhase.REVOKED:
+            raise TokenError("session_not_found", "session_token: revoked")
 
 
 def phone_holder(ctx: Context, sub: Subject, e164: str) -> Generator[Effect, Any, tuple[str | None, str]]:

@@ -28,7 +28,16 @@ from mfa_flow.engine.context import (
     value,
 )
 from mfa_flow.engine.effects import Effect, Read
-from mfa_flow.engine.reading import Token, forwarded, one_token, phone_holder, read_subject, resolve, token_record
+from mfa_flow.engine.reading import (
+    Token,
+    forwarded,
+    one_token,
+    phone_holder,
+    read_subject,
+    refuse_revoked,
+    resolve,
+    token_record,
+)
 from mfa_flow.errors import MfaError, PolicyRefusal
 from mfa_flow.events import SendContext
 from mfa_flow.phone import Phone, check_destination, parse_phone
@@ -66,10 +75,14 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token:
            given: Phone | None, locale: str | None, verdict: object) -> Step:
     """The send's checks in their order (docs/rules.md). In Stytch mode the token (validity, ownership, the factor
     rules of step 7) and a number linked to another member are Stytch's to judge: they are forwarded."""
-    org, base = yield from resolve(ctx, org_ref, member_ref)                      # 2
+    org, base = yield from resolve(ctx, org_ref, member_ref, session=token)       # 2
     local = ctx.remote is None
-    sub, got = yield from read_subject(org, base, now, token if local else None)
-    record = token_record(ctx, got, sub, token, now) if local else None           # 3
+    sub, got = yield from read_subject(org, base, now, token)
+    if local:
+        record = token_record(ctx, got, sub, token, now)                           # 3
+    else:
+        record = None  # the token is Stytch's to judge, unless revoked here
+        refuse_revoked(got, token)
     kind, digest = (token.kind, token.digest) if token is not None else ("", "")
     core.check_lock(sub.guard)                                                    # 4
     member = sub.member

@@ -31,7 +31,7 @@ def decide(ctx: Context, now: float, token: Token, verdict: object) -> Step:
     digest, k_session = token.digest, token.key
     got = yield Read([k_session])
     record = core.check_session(value(got, k_session, SessionState, None), None, None, now, None, ctx.policy)
-    org, base = yield from resolve(ctx, record.organization_id, record.member_id)
+    org, base = yield from resolve(ctx, record.organization_id, record.member_id, session=token)
     sub, _ = yield from read_subject(org, base, now)
     session = core.settle_idle(record, now, sub.member, ctx.policy)
     out = Outcome()
