@@ -6,7 +6,7 @@ free port, with the records of ``fixtures.json`` next to this file, and the SDK'
 
     python3 -m pytest examples/stytch_emulator -q
 
-Needs ``python3 -m pip install 'mfa_flow[emulator]' stytch``.
+Needs ``python3 -m pip install '.[emulator]' stytch`` from the repository's root.
 """
 
 from __future__ import annotations
