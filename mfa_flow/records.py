@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
@@ -80,6 +80,10 @@ def _methods(inst: object, attribute: attrs.Attribute[Any], value: object) -> No
         )
 
 
+def _as_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(slots=True)
 class Organization:
     organization_id: str = attrs.field(validator=_required_text)
@@ -89,7 +93,7 @@ class Organization:
     mfa_policy: MfaPolicy = attrs.field(default="OPTIONAL", kw_only=True, validator=_one_of(MFA_POLICIES))
     mfa_methods: str = attrs.field(default="ALL_ALLOWED", kw_only=True, validator=_one_of(MFA_METHODS))
     allowed_mfa_methods: tuple[str, ...] = attrs.field(
-        default=(), kw_only=True, converter=tuple, validator=_methods
+        default=(), kw_only=True, converter=_as_tuple, validator=_methods
     )
 
     def allows_sms(self) -> bool:

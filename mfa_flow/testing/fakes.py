@@ -1,4 +1,4 @@
-"""Test helpers (docs/testing.md): a clock you move and a transport that records. Never imports pytest."""
+"""The fakes tests run the flow on: a clock you move and a transport that records."""
 
 from __future__ import annotations
 
