@@ -26,6 +26,7 @@ import attrs
 import phonenumbers
 
 from mfa_flow.errors import ConfigurationError, MfaError
+from mfa_flow.events import Event
 from mfa_flow.policy import Policy
 from mfa_flow.records import Member, Organization
 from mfa_flow.state import CodeState, GuardState, LoginState, MemberState, SendWindow, SessionIndex, SessionState
@@ -202,6 +203,11 @@ class Checker:
         self.known = dict(image.known)
         self.sends, self.secrets = image.sends, image.secrets
 
+    def forget(self) -> None:
+        """Drop the abstract entries read so far: they serve the siblings of one state (same time, mostly the
+        same records), and kept for a whole exploration they would grow with every run."""
+        self._abstracts.clear()
+
     def unchanged_since(self, image: _Image) -> bool:
         """Whether the last step left the state as ``image`` was (a refusal before any write, which is most of
         them): then its key is the image's own, already seen, and need not be computed."""
@@ -315,7 +321,7 @@ class Checker:
     def step(self, action: Action) -> tuple[Step, list[tuple[str, str]]]:
         """Make ``action``: the step the world records and the violations found (invariant or property, message)."""
         world = self.world
-        first_event = len(world.events)
+        first_event, first_sms = len(world.events), len(world.sms.sent)
         broken: list[tuple[str, str]] = []
         if action[0] == "advance":
             world.clock.advance(action[1])
@@ -333,7 +339,8 @@ class Checker:
                 outcomes = [self._call(action, broken)]
             _, step.result, step.error = outcomes[-1]
         self._settle_locks()
-        self._check_limits(broken)
+        if len(world.sms.sent) > first_sms:  # windows only empty as time passes: only a send can break a limit
+            self._check_limits(broken)
         self._check_leaks(step, first_event, broken)
         for prop in self.properties:
             try:
@@ -376,9 +383,9 @@ class Checker:
             else:
                 result = flow.delete_mfa_phone_number(oid, mid)
         except MfaError as exc:
-            error = exc
+            error = _bare(exc)
         except Exception as exc:  # noqa: BLE001 - a crash is what no_crash reports
-            error = exc
+            error = _bare(exc)
             broken.append(("no_crash", f"{kind} raised {type(exc).__name__}, not an MfaError"))
         self._take_messages(name, first, destination, locked, broken)
         if error is None:
@@ -569,7 +576,7 @@ class Checker:
         """No code ever sent and no token ever issued in an event, an error message or a repr."""
         if not self.secrets:
             return
-        texts = [repr(e) for e in self.world.events[first_event:]]
+        texts = [_event_text(e) for e in self.world.events[first_event:]]
         if step.error is not None:
             texts += [str(step.error), repr(step.error)]
         if step.result is not None:
@@ -588,6 +595,21 @@ class Checker:
 
 _VERBS: Final = {"login": "login", "send": "send", "verify": "code", "factor": "recorded factor"}
 _TOKEN_WORDS: Final = {"own": "its own token", "other": "another member's token", "none": "no token"}
+
+
+def _event_text(event: object) -> str:
+    """What an event shows: its repr, read field by field (the same text, without formatting the floats)."""
+    if type(event) is not Event:
+        return repr(event)
+    fields = f"{event.name} {event.organization_id} {event.member_id} {event.phone} {event.reason}"
+    return f"{fields} {event.data!r}" if event.data else fields
+
+
+def _bare(error: BaseException) -> BaseException:
+    """The error a step keeps, without its traceback and the exceptions it replaced: their frames would point
+    back at it, a cycle the exploration (which runs with the garbage collector off) would keep forever."""
+    error.__traceback__ = error.__context__ = error.__cause__ = None
+    return error
 
 
 def _masked(e164: str) -> str:
@@ -609,8 +631,8 @@ def _abstract(key: str, value: Any, now: float, roles: dict[str, str], window: f
     if kind in ("ist", "session"):
         rest = roles.get(rest, "?")
     if isinstance(value, CodeState):
-        return (kind, rest, value.state.value, roles.get(value.bound_to, value.bound_to[:1]), value.purpose,
-                value.phone, now - value.sent_at, value.attempts)
+        bound = roles.get(value.bound_to, "gone" if value.bound_to else "")  # never a digest's random characters
+        return (kind, rest, value.state.value, bound, value.purpose, value.phone, now - value.sent_at, value.attempts)
     if isinstance(value, SessionState):
         return (kind, rest, value.state.value, value.member_id, now - value.last_accessed_at,
                 value.expires_at - now, tuple((f.type, now - f.last_authenticated_at) for f in value.factors))
@@ -801,6 +823,7 @@ def _explore(policy: Policy | None, properties: Sequence[Property], depth: int, 
         next_frontier: list[tuple[_Image, tuple[Action, ...], frozenset[str] | None, Action | None]] = []
         for image, path, last_touched, last in frontier:
             checker.restore(image)
+            checker.forget()
             for action in list(checker.actions()):
                 if last is not None and last_touched is not None and _commutes_before(checker, action, last,
                                                                                     last_touched):
