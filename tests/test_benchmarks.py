@@ -35,3 +35,22 @@ def test_bench_flow_quick_prints_its_figures() -> None:
     assert base_us > 0
     assert per_login > 0
     assert ratio_value == pytest.approx(ours_us / base_us, rel=0.01, abs=0.01)
+
+
+@pytest.mark.timeout(180)
+def test_bench_explore_quick_prints_its_figures() -> None:
+    """benchmarks/bench_explore.py --quick: ours per depth, the naive replay and its ratio, the seeded faults."""
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run(  # noqa: S603 - this interpreter and the project's own script
+        [sys.executable, str(ROOT / "benchmarks" / "bench_explore.py"), "--quick"], cwd=ROOT, env=env,
+        capture_output=True, timeout=170, check=False,
+    )
+    out = done.stdout.decode("utf-8")
+    assert done.returncode == 0, out + done.stderr.decode("utf-8", "replace")
+    depths = re.findall(r"depth (\d): +([\d,]+) runs +([\d,]+) states", out)
+    assert [d for d, _, _ in depths] == ["1", "2"]
+    assert all(int(runs.replace(",", "")) >= int(states.replace(",", "")) > 0 for _, runs, states in depths)
+    assert re.search(rf"ratio baseline/ours at depth 1: {NUMBER}x the time", out), out
+    found = re.findall(r"  (.+?) +\d+\.\d+ s  (\w+) in (\d+) steps", out)
+    assert [(prop, int(steps) <= 3) for _, prop, steps in found] == [
+        ("code_expiry", True), ("wrong_destination", True), ("at_most_three_texts", True)], out

@@ -247,7 +247,7 @@ class Checker:
              -1.0 if k.locked_at is None else max(0.0, k.locked_at + self.policy.lockout_duration - now),
              -1.0 if k.touched is None else min(now - k.touched, idle + 1), k.session_factor)
             for name, k in self.known.items())
-        sends = tuple((now - t, who, to) for t, who, to in self.sends if now - t < self.window)
+        sends = tuple(sorted((now - t, who, to) for t, who, to in self.sends if now - t < self.window))
         return (tuple(entries), people, sends)
 
     # --- the actions --------------------------------------------------------------------------------------------
@@ -824,15 +824,15 @@ def _explore(policy: Policy | None, properties: Sequence[Property], depth: int, 
         for image, path, last_touched, last in frontier:
             checker.restore(image)
             checker.forget()
-            for action in list(checker.actions()):
-                if last is not None and last_touched is not None and _commutes_before(checker, action, last,
-                                                                                    last_touched):
+            # What each action touches, judged in this state (a sibling's step may change what one would touch).
+            for action, touched in [(action, checker.touches(action)) for action in checker.actions()]:
+                if last is not None and last_touched is not None and _commutes_before(checker, action, touched,
+                                                                                    last, last_touched):
                     continue  # the same two actions in the other order were explored: one order suffices
                 if deadline is not None and _CLOCK() > deadline:
                     complete = False
                     break
                 checker.restore(image)
-                touched = checker.touches(action)
                 _, broken = checker.step(action)
                 runs += 1
                 new = [b for b in broken if b[0] not in found]
@@ -860,12 +860,12 @@ def _explore(policy: Policy | None, properties: Sequence[Property], depth: int, 
     return Report(not found, tuple(found.values()), runs, len(seen), _CLOCK() - started, complete, reached)
 
 
-def _commutes_before(checker: Checker, action: Action, last: Action, last_touched: frozenset[str]) -> bool:
-    """Whether ``action`` shares nothing with the ``last`` one and comes before it in a fixed order: then the
-    sequence with the two swapped, explored too, reaches the same state."""
+def _commutes_before(checker: Checker, action: Action, touched: frozenset[str], last: Action,
+                     last_touched: frozenset[str]) -> bool:
+    """Whether ``action`` (which touches ``touched``) shares nothing with the ``last`` one and comes before it
+    in a fixed order: then the sequence with the two swapped, explored too, reaches the same state."""
     if action[0] == "advance" or "*" in last_touched:
         return False
-    touched = checker.touches(action)
     if "*" in touched or touched & last_touched:
         return False
     return (checker.rank[action[1]], repr(action)) < (checker.rank[last[1]], repr(last))
