@@ -49,6 +49,13 @@ def test_policy_unit_test_example_passes() -> None:
     assert "error" not in proc.stdout.lower()
 
 
+def test_policy_tests_example_passes() -> None:
+    """A user's project of policy tests: the plugin's fixture, a conftest policy, a policy file, explore."""
+    proc = run("-m", "pytest", str(EXAMPLES / "policy_tests"), "-q", "-p", "no:cacheprovider")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^7 passed in ", proc.stdout, re.M), proc.stdout
+
+
 def test_stytch_emulator_example_passes() -> None:
     """The user's-eye example: its own fixture starts ``mfa-flow serve`` and the official SDK talks to it."""
     for module in ("stytch", "starlette", "uvicorn"):
