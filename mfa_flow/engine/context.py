@@ -94,6 +94,8 @@ class Subject:
     k_member: str
     k_guard: str
     k_code: str
+    got: dict[str, Entry]  # every record the transaction has read for this call, by key
+    asked: list[str]  # every key it has asked for (an absent record is asked and not got)
 
 
 @attrs.define(slots=True)

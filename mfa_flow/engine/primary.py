@@ -12,7 +12,7 @@ from mfa_flow.arguments import plain_str, text
 from mfa_flow.crypto import token_digest
 from mfa_flow.engine.context import DELETE, Context, Outcome, Plan, Step
 from mfa_flow.engine.reading import Token, read_subject, refresh, resolve, token_record
-from mfa_flow.engine.send import count_send, send_automatically
+from mfa_flow.engine.send import count_send, send_automatically, window_keys
 from mfa_flow.engine.sessions import index_key, new_session, record_session
 from mfa_flow.errors import ConfigurationError, MfaError, RequestError, UnexpectedResponse
 from mfa_flow.phone import mask_phone, parse_phone, region_of
@@ -58,7 +58,10 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, method
     session_token = None if session_ref is None else text(session_ref, "session_token")
     policy = ctx.policy
     token = None if session_token is None else Token.of("session", session_token)
-    sub, got = yield from read_subject(org, base, now, token, index_key(base.member_id))
+    # Read up front with the member's records: the windows the automatic send would count in.
+    also = [*index_key(base.member_id), *window_keys(ctx, org.organization_id, base.member_id,
+                                                      base.mfa_phone_number)]
+    sub, got = yield from read_subject(org, base, now, token, also)
     passed = token_record(ctx, got, sub, token, now)
     passed_digest = token.digest if token is not None else ""
     core.check_lock(sub.guard)
@@ -143,7 +146,9 @@ def _decide_record(ctx: Context, now: float, response: Mapping[str, Any], org: O
                    ist: str, session_token: str, shown: MemberSession | None, required: MfaRequired | None,
                    authenticated: bool, _verdict: object) -> Step:
     yield from refresh(ctx, response)
-    sub, got = yield from read_subject(org, member, now, None, index_key(member.member_id))
+    sub, got = yield from read_subject(org, member, now, None, [
+        *index_key(member.member_id), *window_keys(ctx, org.organization_id, member.member_id,
+                                                   member.mfa_phone_number)])
     policy = ctx.policy
     oid, mid = org.organization_id, member.member_id
     out = Outcome()
@@ -165,7 +170,7 @@ def _decide_record(ctx: Context, now: float, response: Mapping[str, Any], org: O
             region: str | None = region_of(parse_phone(phone, "member.mfa_phone_number"))
         except MfaError:
             region = None
-        exceeded = yield from count_send(ctx, out, now, oid, mid, phone, region, refuse=False)
+        exceeded = yield from count_send(ctx, out, sub, now, phone, region, refuse=False)
         code = clone(sub.code)
         machine.fire(machine.CODE, "issue", code, code_id="", digest=b"", bound_to=ist_digest, purpose="login",
                      phone=phone, sent_at=now, expires_at=now + policy.otp_ttl)

@@ -6,7 +6,7 @@ and status, then the token's validity and ownership. Each read is one effect (on
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -33,8 +33,8 @@ from mfa_flow.state import (
 from mfa_flow.stores import Entry
 from mfa_flow.wire import member_from
 
-__all__ = ["Token", "forwarded", "one_token", "phone_holder", "read_subject", "refresh", "refuse_revoked", "resolve",
-           "token_record", "unresolved"]
+__all__ = ["Token", "forwarded", "one_token", "phone_holder", "read_more", "read_subject", "refresh", "refuse_revoked",
+           "resolve", "token_record", "unresolved"]
 
 
 
@@ -110,12 +110,13 @@ def resolve(ctx: Context, org_ref: object, member_ref: object, *, require_active
 
 
 def read_subject(org: Organization, base: Member, now: float, token: Token | None = None,
-                 also: tuple[str, ...] = ()) -> Generator[Effect, Any, tuple[Subject, dict[str, Entry]]]:
+                 also: Sequence[str] = ()) -> Generator[Effect, Any, tuple[Subject, dict[str, Entry]]]:
     """The member's records, read with the passed token's and ``also`` (one round trip), settled at ``now``."""
     oid, mid = org.organization_id, base.member_id
     k_member, k_guard, k_code = keys.subject(oid, mid)
-    got = yield Read([k_member, k_guard, k_code, token.key, *also] if token is not None and token.key
-                     else [k_member, k_guard, k_code, *also])
+    asked = Read([k_member, k_guard, k_code, token.key, *also] if token is not None and token.key
+                 else [k_member, k_guard, k_code, *also])
+    got = yield asked
     # Absent records (the common case) take their defaults without a lookup; lazy expiry only
     # concerns a locked guard and a sent code.
     overlay = value(got, k_member, MemberState) if k_member in got else core.EMPTY_OVERLAY
@@ -126,7 +127,17 @@ def read_subject(org: Organization, base: Member, now: float, token: Token | Non
     if code.state is CodePhase.SENT:
         code = core.settle_code(code, now)
     member = core.merged_member(base, overlay, guard)
-    return Subject(org, base, overlay, guard, code, member, k_member, k_guard, k_code), got
+    return Subject(org, base, overlay, guard, code, member, k_member, k_guard, k_code, got, asked), got
+
+
+def read_more(sub: Subject, wanted: list[str]) -> Generator[Effect, Any, dict[str, Entry]]:
+    """The records of ``wanted``: those the call has asked for already come from what it read (so a key read
+    up front, found or absent, costs no round trip), the rest in one more read."""
+    missing = [k for k in wanted if k not in sub.asked]
+    if missing:
+        sub.got.update((yield Read(missing)))
+        sub.asked.extend(missing)
+    return sub.got
 
 
 def token_record(ctx: Context, got: dict[str, Entry], sub: Subject, token: Token | None,
@@ -164,7 +175,7 @@ def phone_holder(ctx: Context, sub: Subject, e164: str) -> Generator[Effect, Any
     k_link = keys.link(oid, e164)
     other = yield invoke((ctx.directory.find_member_by_phone, (oid, e164)))
     extra = [keys.member(oid, other.member_id)] if other is not None and other.member_id != mid else []
-    got = yield Read([k_link, *extra])
+    got = yield from read_more(sub, [k_link, *extra])
     link = value(got, k_link, PhoneLink, None)
     if link is not None and link.member_id != mid:
         return link.member_id, k_link

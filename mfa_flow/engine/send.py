@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any, Final
 
 from mfa_flow import core, machine
+from mfa_flow._numbers import E164_SHAPE
 from mfa_flow.crypto import new_id
 from mfa_flow.engine.context import (
     DELETE,
@@ -33,6 +34,7 @@ from mfa_flow.engine.reading import (
     forwarded,
     one_token,
     phone_holder,
+    read_more,
     read_subject,
     refuse_revoked,
     resolve,
@@ -57,7 +59,8 @@ from mfa_flow.state import (
 from mfa_flow.stores import Write
 from mfa_flow.wire import SEND, member_from, organization_from
 
-__all__ = ["admit", "count_send", "decide", "plan", "send_automatically", "stytch_member", "undo_rejected"]
+__all__ = ["admit", "count_send", "decide", "plan", "send_automatically", "stytch_member", "undo_rejected",
+           "window_keys"]
 
 _NO_WINDOW: Final = SendWindow()
 
@@ -77,7 +80,13 @@ def decide(ctx: Context, now: float, org_ref: object, member_ref: object, token:
     rules of step 7) and a number linked to another member are Stytch's to judge: they are forwarded."""
     org, base = yield from resolve(ctx, org_ref, member_ref, session=token)       # 2
     local = ctx.remote is None
-    sub, got = yield from read_subject(org, base, now, token)
+    oid, mid = org.organization_id, base.member_id
+    # Read up front with the member's records: the windows this send would count in and, for a number to link,
+    # the organization's link index entry for it.
+    also = window_keys(ctx, oid, mid, base.mfa_phone_number if given is None else given.e164)
+    if given is not None and local:
+        also.append(keys.link(oid, given.e164))
+    sub, got = yield from read_subject(org, base, now, token, also)
     if local:
         record = token_record(ctx, got, sub, token, now)                           # 3
     else:
@@ -164,7 +173,7 @@ def admit(ctx: Context, verdict: object, out: Outcome, sub: Subject, now: float,
         assert isinstance(verdict, HookVerdict)
         if verdict.error is not None:
             raise verdict.error
-    yield from count_send(ctx, out, now, oid, mid, dest.e164, region)              # 10, then admit
+    yield from count_send(ctx, out, sub, now, dest.e164, region)                   # 10, then admit
     code_id = new_id(8)
     prepared = None if request is not None else ctx.local_provider().prepare(
         code_id=code_id, to=dest.e164, locale=locale, organization_id=oid, member_id=mid)
@@ -190,18 +199,31 @@ def admit(ctx: Context, verdict: object, out: Outcome, sub: Subject, now: float,
     return Delivery(code_id, dest.e164, prepared, request, sub, purpose, automatic, undo, link_key, member, locale)
 
 
-def count_send(ctx: Context, out: Outcome, now: float, oid: str, mid: str, e164: str, region: str | None, *,
+def window_keys(ctx: Context, oid: str, mid: str, phone: str | None) -> list[str]:
+    """The send windows a send to ``phone`` will count in, as far as known before reading: a call that may
+    send reads them with the member's records, so counting the send costs no round trip of its own. A number
+    not already in E.164 (or the region's window, known only once the number is parsed) is read when counted."""
+    policy = ctx.policy
+    wanted = [keys.window_member(oid, mid)]
+    if phone and E164_SHAPE.fullmatch(phone):
+        wanted.append(keys.window_phone(phone))
+    if policy.send_limit_global is not None:
+        wanted.append(keys.WINDOW_GLOBAL)
+    return wanted
+
+
+def count_send(ctx: Context, out: Outcome, sub: Subject, now: float, e164: str, region: str | None, *,
                refuse: bool = True) -> Generator[Effect, Any, str | None]:
     """Step 10, the limits and the cooldown, then the send counted in every window. With ``refuse=False``
     (a send that has already gone, in Stytch mode) an exceeded limit is counted and named, not refused."""
     policy = ctx.policy
-    limits = [("member", keys.window_member(oid, mid), policy.send_limit_per_member),
-              ("phone", keys.window_phone(e164), policy.send_limit_per_phone)]
+    limits = [("member", keys.window_member(sub.org.organization_id, sub.base.member_id),
+               policy.send_limit_per_member), ("phone", keys.window_phone(e164), policy.send_limit_per_phone)]
     if policy.send_limit_per_region is not None and region:
         limits.append(("region", keys.window_region(region), policy.send_limit_per_region))
     if policy.send_limit_global is not None:
         limits.append(("global", keys.WINDOW_GLOBAL, policy.send_limit_global))
-    got = yield Read([k for _, k, _ in limits])
+    got = yield from read_more(sub, [k for _, k, _ in limits])
     windows = [(name, value(got, k, SendWindow) if k in got else _NO_WINDOW, limit) for name, k, limit in limits]
     exceeded = None
     try:
