@@ -270,10 +270,10 @@ class Checker:
                 for token in tokens:
                     yield ("verify", name, code, token)
             if name in sessions:
-                yield ("check", name)
+                yield ("check_session", name)
             if "own" in tokens:
-                yield ("factor", name)
-            yield ("delete", name)
+                yield ("record_factor", name)
+            yield ("delete_phone", name)
             yield ("fail_until_locked", name)
             yield ("send_until_limited", name)
 
@@ -286,10 +286,11 @@ class Checker:
         name, kind = action[1], action[0]
         known = self.known[name]
         touched = {name}
-        if kind in ("login", "send", "check", "fail_until_locked", "send_until_limited"):  # may text the number
+        if kind in ("login", "send", "check_session", "fail_until_locked", "send_until_limited"):  # may text the number
             touched.add(f"number:{known.linked}")
         org = f"org:{self.people[name].member.organization_id}"  # the organization's index of linked numbers
-        if (kind == "send" and action[2] is not None and not known.linked) or (kind == "delete" and known.linked) \
+        if (kind == "send" and action[2] is not None and not known.linked) \
+                or (kind == "delete_phone" and known.linked) \
                 or (kind == "verify" and self.policy.link_phone_on == "verify"):
             touched.add(org)
         if kind in ("send", "verify") and action[3] == "other":
@@ -360,7 +361,7 @@ class Checker:
         now = world.clock.now()
         first = len(world.sms.sent)
         destination = known.linked
-        token = self._token(name) if kind in ("check", "factor") else self._pass(name, action[3]) \
+        token = self._token(name) if kind in ("check_session", "record_factor") else self._pass(name, action[3]) \
             if kind in ("send", "verify") else {}
         code = self._code(known, action[2]) if kind == "verify" else ""
         self._settle_locks()
@@ -376,9 +377,9 @@ class Checker:
                 result = flow.send_sms_otp(oid, mid, mfa_phone_number=action[2], **token)
             elif kind == "verify":
                 result = flow.authenticate_sms_otp(oid, mid, code, **token)
-            elif kind == "check":
+            elif kind == "check_session":
                 result = flow.authenticate_session(session_token=world.sessions[name])
-            elif kind == "factor":
+            elif kind == "record_factor":
                 result = flow.record_mfa_factor(oid, mid, "totp", **token)
             else:
                 result = flow.delete_mfa_phone_number(oid, mid)
@@ -442,7 +443,7 @@ class Checker:
     def _succeeded(self, kind: str, name: str, action: Action, token: dict[str, str], code: str, result: Any,
                    locked: bool, broken: list[tuple[str, str]]) -> None:
         world, known, now, p = self.world, self.known[name], self.world.clock.now(), self.policy
-        if locked and kind in ("login", "send", "verify", "factor"):
+        if locked and kind in ("login", "send", "verify", "record_factor"):
             broken.append(("locked_activity", f"{name}'s {_VERBS[kind]} went through while {name} was locked"))
         required = self.people[name].member.organization_id in self.required
         owed = required or known.enrolled
@@ -489,13 +490,13 @@ class Checker:
                 world.ists.pop(name, None)
                 world.sessions[name] = result.session_token
                 known = self._set(name, touched=now, session_factor=known.active_factor)
-        elif kind == "check":
+        elif kind == "check_session":
             if not result.step_up_required:
                 if known.active_factor and known.touched is not None and now - known.touched > p.inactivity_timeout:
                     broken.append(("inactivity", (f"{name}'s session passed a check {now - known.touched:g} s after "
                                                  f"its last use (inactivity_timeout is {p.inactivity_timeout:g} s)")))
                 known = self._set(name, touched=now)
-        elif kind == "factor":
+        elif kind == "record_factor":
             self.secrets |= {result.session_token}
             world.ists.pop(name, None)
             world.sessions[name] = result.session_token
@@ -593,7 +594,7 @@ class Checker:
                 return
 
 
-_VERBS: Final = {"login": "login", "send": "send", "verify": "code", "factor": "recorded factor"}
+_VERBS: Final = {"login": "login", "send": "send", "verify": "code", "record_factor": "recorded factor"}
 _TOKEN_WORDS: Final = {"own": "its own token", "other": "another member's token", "none": "no token"}
 
 
@@ -672,7 +673,8 @@ class Violation:
         previous = start
         for i, step in enumerate(self.steps, 1):
             lines.append(f"  {i}. {describe(step, step.at - previous)}")
-            previous = step.at
+            if step.action != "advance":  # the next call says how long after this one it came
+                previous = step.at
         return "\n".join(lines)
 
     def to_pytest(self) -> str:
@@ -709,9 +711,9 @@ def describe(step: Step, since: float) -> str:
         "send": lambda: f"{name} asks for a code" + (f" to {args['number']}" if args["number"] else "")
         + f" with {_TOKEN_WORDS[args['token']]}",
         "verify": lambda: f"{name} submits {_CODE_WORDS[args['code']]} with {_TOKEN_WORDS[args['token']]}",
-        "check": lambda: f"{name}'s session is checked",
-        "factor": lambda: f"{name} completes MFA with a TOTP code the application verified",
-        "delete": lambda: f"{name}'s phone number is deleted",
+        "check_session": lambda: f"{name}'s session is checked",
+        "record_factor": lambda: f"{name} completes MFA with a TOTP code the application verified",
+        "delete_phone": lambda: f"{name}'s phone number is deleted",
         "fail_until_locked": lambda: f"{name} submits wrong codes (new codes sent as needed) until refused",
         "send_until_limited": lambda: f"{name} asks for codes until refused",
     }[step.action]()
@@ -731,11 +733,11 @@ def _outcome(step: Step) -> str:
             return "session"
         sent = result.mfa_required is not None and result.mfa_required.secondary_auth_initiated == "sms_otp"
         return "IST, code sent" if sent else "IST"
-    if step.action == "check":
+    if step.action == "check_session":
         if not result.step_up_required:
             return "the session is fresh"
         return "step-up required, code sent" if result.secondary_auth_initiated else "step-up required"
-    return {"send": "code sent", "verify": "session", "factor": "session", "delete": "deleted",
+    return {"send": "code sent", "verify": "session", "record_factor": "session", "delete_phone": "deleted",
             "send_until_limited": "code sent", "fail_until_locked": "refused"}.get(step.action, "ok")
 
 
@@ -746,8 +748,9 @@ def to_pytest(violation: Violation) -> str:
     props = []
     for prop in violation.properties:
         ref = _importable(prop)
-        if ref is None:
-            notes.append(f"    # the property {prop.__name__} is not importable: paste it above and list it")
+        if ref is None:  # the replay cannot fail the same way without it: it fails saying so
+            missing = f"{prop.__name__} is not importable: define it in this module and list it in properties=[...]"
+            notes.append(f"    raise AssertionError({missing!r})")
         else:
             imports.append(f"from {ref[0]} import {ref[1]}")
             props.append(ref[1])
@@ -755,7 +758,8 @@ def to_pytest(violation: Violation) -> str:
     if violation.flow_factory is not None:
         ref = _importable(violation.flow_factory)
         if ref is None:
-            notes.append("    # the flow_factory is not importable: pass it as flow_factory=...")
+            notes.append("    raise AssertionError('the flow_factory is not importable: import it here and pass it "
+                         "as flow_factory=...')")
         else:
             imports.append(f"from {ref[0]} import {ref[1]}")
             factory = f", flow_factory={ref[1]}"
@@ -768,7 +772,8 @@ def to_pytest(violation: Violation) -> str:
     previous = start
     for i, (action, step) in enumerate(zip(violation.actions, violation.steps, strict=True), 1):
         lines.append(f"    checker.run{action!r}  # {i}. {describe(step, step.at - previous)}")
-        previous = step.at
+        if step.action != "advance":
+            previous = step.at
     return "\n".join(lines) + "\n"
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import pytest
 
+from mfa_flow.errors import MfaError
 from mfa_flow.policy import Policy
 from mfa_flow.testing.world import MfaWorld
 
@@ -40,4 +41,8 @@ def mfa_world(request: pytest.FixtureRequest, mfa_policy: Policy | None) -> MfaW
     if marker.args:
         raise pytest.UsageError("@pytest.mark.mfa_policy takes Policy fields as keywords, e.g. "
                                 "@pytest.mark.mfa_policy(resend_cooldown=30)")
-    return MfaWorld(Policy(**marker.kwargs))
+    try:
+        policy = Policy.from_mapping(marker.kwargs)
+    except MfaError as refused:  # a misspelt field or a refused value: name the marker, not a Policy internal
+        raise pytest.UsageError(f"@pytest.mark.mfa_policy: {refused.error_message}") from None
+    return MfaWorld(policy)

@@ -157,10 +157,10 @@ class MfaWorld:
         return member
 
     def _writable_directory(self) -> Any:
-        directory = self.flow.directory
-        if not callable(getattr(directory, "put_member", None)):
-            raise ConfigurationError("MfaWorld: the flow's directory cannot be written (no put_member); give the "
-                                     "flow_factory's flow a MemoryDirectory")
+        directory = getattr(self.flow, "directory", None)
+        if not all(callable(getattr(directory, name, None)) for name in ("put_organization", "put_member")):
+            raise ConfigurationError("MfaWorld: the flow's directory cannot be written (it needs put_organization "
+                                     "and put_member); give the flow_factory's flow a MemoryDirectory")
         return directory
 
     def _record(self, member: MemberRef) -> Member:
