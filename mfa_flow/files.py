@@ -4,12 +4,17 @@ A **fixtures** file holds ``{"organizations": [...], "members": [...]}`` with th
 :class:`~mfa_flow.Organization` and :class:`~mfa_flow.Member`; a **policy file** is TOML with a ``[policy]``
 table (the :class:`~mfa_flow.Policy` fields) and optional ``[[organizations]]`` / ``[[members]]``. Both are
 checked whole before anything uses them: a refusal is a :class:`~mfa_flow.ConfigurationError` whose message
-names the file, the entry and the field.
+names the file, the entry, the key and the value, always in one shape: ``FILE: WHERE KEY = VALUE: REASON``
+(``policy.toml: [policy] otp_ttl = 'two minutes': must be a number greater than 0 and at most 600``). Files
+are the operator's own configuration, so a refusal quotes the value (cut to 60 characters); the records'
+own validators never do, as a record may be built from an untrusted answer.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +28,7 @@ from mfa_flow.phone import parse_phone
 from mfa_flow.policy import Policy
 from mfa_flow.records import Member, Organization
 
-__all__ = ["Fixtures", "PolicyFile", "load_fixtures", "load_policy_file"]
+__all__ = ["Fixtures", "PolicyFile", "load_fixtures", "load_policy_file", "shown"]
 
 
 @attrs.frozen
@@ -83,16 +88,72 @@ def load_policy_file(path: str | Path, *, fixtures: Fixtures | None = None) -> P
     belong to an organization of the fixtures; an id in both is refused); the result holds them all."""
     name, data = _read(path)
     records = _fixtures(name, data, allowed=("policy", "organizations", "members"), base=fixtures or Fixtures())
-    table = data.get("policy")
-    if table is None:
+    if "policy" not in data:
         return PolicyFile(None, records)
+    table = data["policy"]
     if not isinstance(table, Mapping):
-        raise ConfigurationError(f"{name}: policy: must be a table of settings")
-    try:
-        policy = Policy.from_mapping(table)
-    except MfaError as exc:
-        raise ConfigurationError(f"{name}: [policy] {exc.error_message}") from None
+        raise _refusal(f"{name}:", "policy", table, "must be a table of settings ([policy])")
+    settings = [a.name for a in attrs.fields(Policy) if a.init]
+    policy = _build(Policy, table, f"{name}: [policy]", settings, required={}, what="setting")
     return PolicyFile(policy, records)
+
+
+#: How much of a wrong value a refusal quotes.
+SHOWN_CHARS = 60
+
+
+def shown(value: object) -> str:
+    """A value as a refusal quotes it: its ``repr``, cut to :data:`SHOWN_CHARS` characters."""
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a parsed mapping may hold anything; its type still tells what is wrong
+        return f"a value of type {type(value).__name__}"
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 1] + "…"
+
+
+def _refusal(place: str, key: object, value: object, reason: str) -> ConfigurationError:
+    """Every refusal of a key of a file: ``FILE: WHERE KEY = VALUE: REASON`` (``place`` is ``FILE: WHERE``)."""
+    return ConfigurationError(f"{place} {key if isinstance(key, str) else shown(key)} = {shown(value)}: {reason}")
+
+
+def _unknown(key: object, known: Sequence[str], what: str) -> str:
+    """The reason for an unknown key: the closest known one when it looks like a typo, else all of them."""
+    close = difflib.get_close_matches(key, known, n=1) if isinstance(key, str) else []
+    if close:
+        return f"unknown {what}; did you mean {close[0]!r}?"
+    return f"unknown {what} (expected one of: {', '.join(known)})"
+
+
+def _reason(error: Exception, head: str) -> str:
+    """What a validator said, less what the refusal already shows: the ``Class.key`` it starts with and the
+    ``, got ...`` it may end with."""
+    if isinstance(error, MfaError):
+        text = error.error_message.removeprefix(head).removeprefix(": ")
+        text = re.sub(r"\A\[\d+\] \((\w+)\): ", r"its \1 ", text)  # a window's "[0] (count): must be ..."
+        return re.sub(r", got .*\Z", "", text, flags=re.S)
+    return f"wrong type ({type(error).__name__}: {error})"  # a TypeError from a value of a shape nobody expects
+
+
+def _build(cls: type[Any], entry: Mapping[Any, Any], place: str, known: Sequence[str], *,
+           required: Mapping[str, object], what: str) -> Any:
+    """``cls(**entry)``, or a refusal naming the key at fault: an unknown key, a missing one, or the first
+    (in the file's order) whose value is refused on its own, next to ``required`` values known to be good."""
+    for key, value in entry.items():
+        if key not in known:
+            raise _refusal(place, key, value, _unknown(key, known, what))
+    for key in required:
+        if key not in entry:
+            raise ConfigurationError(f"{place} {key}: missing (every entry needs {', '.join(required)})")
+    try:
+        return cls(**entry)
+    except (MfaError, TypeError) as exc:
+        whole = exc
+    for key, value in entry.items():
+        try:
+            cls(**{**required, key: value})
+        except (MfaError, TypeError) as exc:
+            raise _refusal(place, key, value, _reason(exc, f"{cls.__name__}.{key}")) from None
+    raise ConfigurationError(f"{place} {_reason(whole, cls.__name__)}") from None  # only the keys together
 
 
 def _read(source: str | Path | Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
@@ -113,21 +174,22 @@ def _read(source: str | Path | Mapping[str, Any]) -> tuple[str, Mapping[str, Any
         kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
         raise ConfigurationError(f"{path}: not valid {kind}: {exc}") from None
     if not isinstance(data, Mapping):
-        raise ConfigurationError(f"{path}: must hold an object with 'organizations' and 'members'")
+        raise ConfigurationError(f"{path}: must hold an object with 'organizations' and 'members', "
+                                 f"not {shown(data)}")
     return str(path), data
 
 
 def _entries(name: str, data: Mapping[str, Any], key: str) -> Sequence[Any]:
     entries = data.get(key, [])
     if not isinstance(entries, list | tuple):
-        raise ConfigurationError(f"{name}: {key}: must be a list of records")
+        raise _refusal(f"{name}:", key, entries, "must be a list of records")
     return entries
 
 
 def _fixtures(name: str, data: Mapping[str, Any], *, allowed: tuple[str, ...], base: Fixtures) -> Fixtures:
-    unknown = [key for key in data if key not in allowed]
-    if unknown:
-        raise ConfigurationError(f"{name}: unknown section {unknown[0]!r} (expected {', '.join(allowed)})")
+    for key, value in data.items():
+        if key not in allowed:
+            raise _refusal(f"{name}:", key, value, _unknown(key, allowed, "section"))
     origins: list[str] = []
 
     def records(section: str, cls: type[Organization | Member]) -> tuple[Any, ...]:
@@ -144,39 +206,36 @@ def _fixtures(name: str, data: Mapping[str, Any], *, allowed: tuple[str, ...], b
 
 #: Filled from the lock state by the merged view: a file may only leave them at their defaults.
 _LOCK_FIELDS = {"is_locked": False, "lock_expires_at": None}
+#: The fields every record needs, with a value the validators accept (to judge the other fields on their own).
+_REQUIRED: dict[type[Any], dict[str, object]] = {
+    Organization: {"organization_id": "organization"},
+    Member: {"member_id": "member", "organization_id": "organization"},
+}
 
 
 def _record(name: str, section: str, index: int, entry: object,
             cls: type[Organization | Member]) -> tuple[str, Any]:
     where = f"{name}: {section}[{index}]"
     if not isinstance(entry, Mapping):
-        raise ConfigurationError(f"{where}: must be an object of record fields")
+        raise _refusal(f"{name}:", f"{section}[{index}]", entry, "must be an object of record fields")
     key = "organization_id" if cls is Organization else "member_id"
     if isinstance(entry.get(key), str):
-        where += f" ({key} {entry[key]!r})"
-    fields = {a.name: a for a in attrs.fields(cls)}
-    for field in entry:
-        if field not in fields:
-            raise ConfigurationError(f"{where}: unknown field {field!r}")
-        if field in _LOCK_FIELDS and entry[field] != _LOCK_FIELDS[field]:
-            raise ConfigurationError(f"{where}: {field}: comes from the lock state and cannot be set in a file")
-    for field, attribute in fields.items():
-        if attribute.default is attrs.NOTHING and field not in entry:
-            raise ConfigurationError(f"{where}: missing field {field!r}")
-    values = dict(entry)
-    if "allowed_mfa_methods" in values and not isinstance(values["allowed_mfa_methods"], list | tuple):
-        raise ConfigurationError(f"{where}: allowed_mfa_methods: must be a list")
-    try:
-        record = cls(**values)
-    except MfaError as exc:
-        raise ConfigurationError(f"{where}: {exc.error_message}") from None
-    except TypeError as exc:  # a field of a type the validators do not expect (a list where text goes, ...)
-        raise ConfigurationError(f"{where}: {exc}") from None
+        where += f" ({key} {shown(entry[key])})"
+    place = f"{where}:"
+    for field, default in _LOCK_FIELDS.items():
+        if field in entry and entry[field] != default:
+            raise _refusal(place, field, entry[field], "comes from the lock state and cannot be set in a file")
+    methods = entry.get("allowed_mfa_methods", ())
+    if not isinstance(methods, list | tuple):  # a string would pass as a sequence of letters
+        raise _refusal(place, "allowed_mfa_methods", methods, "must be a list")
+    record = _build(cls, entry, place, [a.name for a in attrs.fields(cls)], required=_REQUIRED[cls],
+                    what="field")
     if isinstance(record, Member) and record.mfa_phone_number:
         try:
             parse_phone(record.mfa_phone_number, "mfa_phone_number")
         except MfaError as exc:
-            raise ConfigurationError(f"{where}: {exc.error_message}") from None
+            raise _refusal(place, "mfa_phone_number", record.mfa_phone_number,
+                           _reason(exc, "mfa_phone_number")) from None
     return where, record
 
 
@@ -186,7 +245,7 @@ def _check(orgs: tuple[Organization, ...], members: tuple[Member, ...], origins:
         for field in ("organization_id", "organization_slug", "organization_external_id"):
             ref = getattr(org, field)
             if ref and ref in seen:
-                raise ConfigurationError(f"{where}: {field}: {ref!r} already names {seen[ref]}")
+                raise _refusal(f"{where}:", field, ref, f"already names {seen[ref]}")
             if ref:
                 seen[ref] = where
     org_ids = {org.organization_id for org in orgs}
@@ -194,17 +253,17 @@ def _check(orgs: tuple[Organization, ...], members: tuple[Member, ...], origins:
     phones: dict[tuple[str, str], str] = {}
     for where, member in zip(origins[len(orgs):], members, strict=True):
         if member.organization_id not in org_ids:
-            raise ConfigurationError(f"{where}: organization_id: no organization {member.organization_id!r}")
+            raise _refusal(f"{where}:", "organization_id", member.organization_id, "no organization has that id")
         for field in ("member_id", "external_id"):
             ref = getattr(member, field)
             key = (member.organization_id, ref)
             if ref and key in member_refs:
-                raise ConfigurationError(f"{where}: {field}: {ref!r} already names {member_refs[key]}")
+                raise _refusal(f"{where}:", field, ref, f"already names {member_refs[key]}")
             if ref:
                 member_refs[key] = where
         if member.mfa_phone_number:
             key = (member.organization_id, parse_phone(member.mfa_phone_number).e164)
             if key in phones:
-                raise ConfigurationError(f"{where}: mfa_phone_number: the number is already linked to "
-                                         f"{phones[key]} of that organization")
+                raise _refusal(f"{where}:", "mfa_phone_number", member.mfa_phone_number,
+                               f"the number is already linked to {phones[key]} of that organization")
             phones[key] = where

@@ -1,5 +1,6 @@
-"""mfa_flow.files: fixtures and policy files are checked whole, and every refusal names the file, the entry and
-the field (spec §12: a bad file is refused at start-up with a message naming the entry and field)."""
+"""mfa_flow.files: fixtures and policy files are checked whole, and every refusal names the file, the entry, the
+field and its value (spec §12: a bad file is refused at start-up with a message naming the entry and field; §13:
+a policy file's refusal names the file, the key and the value)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from mfa_flow import ConfigurationError, Member, Organization, Policy
-from mfa_flow.files import Fixtures, load_fixtures, load_policy_file
+from mfa_flow.files import Fixtures, load_fixtures, load_policy_file, shown
 
 ORG = "organization-files-1"
 ORG2 = "organization-files-2"
@@ -123,12 +124,20 @@ def test_fixtures_refuse_a_bad_record_naming_file_entry_and_field(tmp_path: Path
     message = refusal(load_fixtures, path)
     assert message.startswith(f"{path}: {entry}"), message
     assert names(message, field), message
+    section, index = re.fullmatch(r"(\w+)\[(\d+)\]", entry).groups()  # type: ignore[union-attr]
+    fields = content[section][int(index)]
+    if field in fields:  # and the value it holds (a missing field has none)
+        assert f": {field} = {shown(fields[field])}: " in message, message
 
 
 def test_fixtures_refuse_a_bad_record_from_a_parsed_mapping_naming_entry_and_field() -> None:
     with pytest.raises(ConfigurationError) as info:
         load_fixtures(data(members=[member("m-0"), member("m-1", colour="blue")]))
-    assert info.value.error_message == "fixtures: members[1] (member_id 'm-1'): unknown field 'colour'"
+    assert info.value.error_message == ("fixtures: members[1] (member_id 'm-1'): colour = 'blue': unknown field "
+                                        "(expected one of: member_id, organization_id, email_address, name, "
+                                        "external_id, status, mfa_enrolled, mfa_phone_number, "
+                                        "mfa_phone_number_verified, default_mfa_method, totp_registration_id, "
+                                        "is_breakglass, is_locked, lock_expires_at)")
 
 
 def test_fixtures_duplicate_refusal_names_both_entries(tmp_path: Path) -> None:
@@ -142,14 +151,14 @@ def test_fixtures_duplicate_refusal_names_both_entries(tmp_path: Path) -> None:
 def test_fixtures_refuse_an_unknown_section(tmp_path: Path) -> None:
     path = write_json(tmp_path, {**data(), "policy": {"otp_ttl": 60}})
     message = refusal(load_fixtures, path)
-    assert message.startswith(f"{path}: unknown section 'policy'"), message
+    assert message == f"{path}: policy = {{'otp_ttl': 60}}: unknown section (expected one of: organizations, members)"
 
 
 @pytest.mark.parametrize(("content", "expected"), [
-    ({"organizations": org()}, "organizations: must be a list of records"),
-    ({"members": "m-0"}, "members: must be a list of records"),
-    (data(members=["m-0"]), "members[0]: must be an object of record fields"),
-    (data([org(), [ORG2]]), "organizations[1]: must be an object of record fields"),
+    ({"organizations": org()}, f"organizations = {{'organization_id': '{ORG}'}}: must be a list of records"),
+    ({"members": "m-0"}, "members = 'm-0': must be a list of records"),
+    (data(members=["m-0"]), "members[0] = 'm-0': must be an object of record fields"),
+    (data([org(), [ORG2]]), f"organizations[1] = ['{ORG2}']: must be an object of record fields"),
 ], ids=["organizations_not_a_list", "members_not_a_list", "member_not_an_object", "organization_not_an_object"])
 def test_fixtures_refuse_a_section_or_entry_of_the_wrong_shape(tmp_path: Path, content: Data, expected: str) -> None:
     path = write_json(tmp_path, content)
@@ -348,13 +357,13 @@ def test_policy_file_without_a_policy_table_gives_none(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("[policy]\notp_ttl = -5\n", "[policy] Policy.otp_ttl: must be a number greater than 0"),
-    ('[policy]\nlink_phone_on = "never"\n', "[policy] Policy.link_phone_on"),
-    ("[policy]\ncolour = 5\n", "[policy] Policy: unknown setting(s) 'colour'"),
-    ("policy = 5\n", "policy: must be a table of settings"),
-    ("[polcy]\notp_ttl = 5\n", "unknown section 'polcy'"),
+    ("[policy]\notp_ttl = -5\n", "[policy] otp_ttl = -5: must be a number greater than 0"),
+    ('[policy]\nlink_phone_on = "never"\n', "[policy] link_phone_on = 'never': must be 'send' or 'verify'"),
+    ("[policy]\ncolour = 5\n", "[policy] colour = 5: unknown setting (expected one of: otp_ttl, "),
+    ("policy = 5\n", "policy = 5: must be a table of settings"),
+    ("[polcy]\notp_ttl = 5\n", "polcy = {'otp_ttl': 5}: unknown section; did you mean 'policy'?"),
     (f'[[members]]\nmember_id = "m-0"\norganization_id = "{ORG2}"\n',
-     "members[0] (member_id 'm-0'): organization_id: no organization"),
+     f"members[0] (member_id 'm-0'): organization_id = '{ORG2}': no organization has that id"),
     ("[policy\n", "not valid TOML"),
 ], ids=["bad_value", "bad_choice", "unknown_setting", "policy_not_a_table", "unknown_section",
         "member_of_an_unknown_organization", "not_toml"])
@@ -391,7 +400,7 @@ def test_fixtures_added_refuse_an_organization_in_both(tmp_path: Path, second: s
     with pytest.raises(ConfigurationError) as info:
         first + other
     message = info.value.error_message
-    assert message.startswith(f"{second_path}: {entry}: {field}:"), message
+    assert message.startswith(f"{second_path}: {entry}: {field} = "), message
     assert f"{first_path}: {first_entry}" in message
 
 
@@ -401,7 +410,7 @@ def test_fixtures_added_refuse_the_same_records_twice_naming_both_files(tmp_path
     with pytest.raises(ConfigurationError) as info:
         load_fixtures(first_path) + load_fixtures(second_path)
     assert info.value.error_message == (f"{second_path}: organizations[0] (organization_id '{ORG}'): "
-                                        f"organization_id: '{ORG}' already names {first_path}: "
+                                        f"organization_id = '{ORG}': already names {first_path}: "
                                         f"organizations[0] (organization_id '{ORG}')")
 
 
@@ -428,18 +437,18 @@ def test_policy_file_records_joined_to_fixtures_refuse_what_the_fixtures_hold(tm
         load_policy_file(path, fixtures=load_fixtures(fixtures_path))
     message = info.value.error_message
     assert message.startswith(f"{path}: members[0]"), message
-    assert f": {field}: " in message
+    assert f": {field} = " in message
     assert f"{fixtures_path}: members[0] (member_id 'm-0')" in message
 
 
 def test_fixtures_built_directly_are_checked_too() -> None:
     """A Fixtures is always consistent, however it was built: create_app accepts one as it is."""
-    with pytest.raises(ConfigurationError, match=r"members\[0\]: organization_id: no organization"):
+    with pytest.raises(ConfigurationError, match=r"members\[0\]: organization_id = '.*': no organization has that id"):
         Fixtures((), (Member("m-0", ORG),))
-    with pytest.raises(ConfigurationError, match=r"members\[1\]: member_id: 'm-0' already names members\[0\]"):
+    with pytest.raises(ConfigurationError, match=r"members\[1\]: member_id = 'm-0': already names members\[0\]"):
         Fixtures((Organization(ORG),), (Member("m-0", ORG), Member("m-0", ORG)))
 
 
 def test_fixtures_unknown_sections_of_any_key_type_are_refused_by_name() -> None:
-    with pytest.raises(ConfigurationError, match="fixtures: unknown section 1"):
+    with pytest.raises(ConfigurationError, match=r"fixtures: 1 = \[\]: unknown section \(expected one of: "):
         load_fixtures({"organizations": [], 1: [], "x": []})
