@@ -303,25 +303,61 @@ def test_read_modify_commit_after_another_commit(store: AnyStore) -> None:
     assert asyncio.run(read(store, key))[key].value == GuardState(failures=2)
 
 
-def test_commit_refused_when_a_read_key_changed_and_nothing_applied(store: AnyStore) -> None:
-    """The version check itself: the row a transaction read is changed under it (here through the
-    transaction's own connection, the only writer BEGIN IMMEDIATE lets in), so commit must refuse."""
-    key, absent, other = keys.guard(ORG, MEMBER), keys.code(ORG, MEMBER), keys.member(ORG, MEMBER)
+def test_no_other_connection_writes_between_a_read_and_the_commit(store: AnyStore, db: str) -> None:
+    """Why a commit needs no version check of what its own BEGIN IMMEDIATE transaction read: from before the
+    read to the commit it holds the write lock, so another connection (another process) cannot change a row
+    under it — its write waits and, past its busy timeout, fails; after the commit it goes through."""
+    key = keys.guard(ORG, MEMBER)
     asyncio.run(write(store, {key: Write(GuardState(failures=1))}))
-    before = asyncio.run(read(store, key))[key]
+    other = raw(db, timeout=0.05)
+    outcomes: list[str] = []
 
-    async def changed_under(bump: str, *args: object) -> bool:
+    async def read_then_commit() -> bool:
+        async with any_transaction(store) as tx:
+            await settle(tx.read([key]))
+            try:
+                other.execute("UPDATE records SET version = version + 1000 WHERE key = ?", (key,))
+            except sqlite3.OperationalError as locked:
+                outcomes.append(str(locked))
+            return bool(await settle(tx.commit({key: Write(GuardState(failures=2))}, NOW)))
+
+    try:
+        assert asyncio.run(read_then_commit()) is True
+        assert outcomes == ["database is locked"]
+        assert asyncio.run(read(store, key))[key].value == GuardState(failures=2)
+        other.execute("UPDATE records SET version = version + 1000 WHERE key = ?", (key,))  # now it may
+    finally:
+        other.close()
+
+
+def test_commit_refused_when_a_key_read_before_an_earlier_commit_changed(store: AnyStore, db: str) -> None:
+    """The version check where it is still needed: a transaction that committed and goes on (a new BEGIN
+    IMMEDIATE) still holds versions read before that commit; a row changed in between by another connection
+    refuses the next commit, and nothing of it is applied."""
+    key, absent, other_key = keys.guard(ORG, MEMBER), keys.code(ORG, MEMBER), keys.member(ORG, MEMBER)
+    asyncio.run(write(store, {key: Write(GuardState(failures=1))}))
+
+    async def changed_between(change: str, *args: object) -> bool:
         async with any_transaction(store) as tx:
             await settle(tx.read([key, absent]))
-            connection_of(tx).execute(bump, args)
-            return bool(await settle(tx.commit({key: Write(GuardState(failures=9)), other: Write(MemberState())},
+            assert await settle(tx.commit({other_key: Write(MemberState())}, NOW))
+            conn = raw(db)  # between the two: the lock is free, another writer gets in
+            try:
+                conn.execute(change, args)
+            finally:
+                conn.close()
+            return bool(await settle(tx.commit({key: Write(GuardState(failures=9)), other_key: Write(None)},
                                                NOW)))
 
-    assert asyncio.run(changed_under("UPDATE records SET version = version + 1000 WHERE key = ?", key)) is False
-    assert asyncio.run(changed_under("INSERT INTO records (key, version, value) VALUES (?, 999, ?)",
-                                     absent, encode(CodeState()))) is False
-    after = asyncio.run(read(store, key, absent, other))
-    assert after == {key: before}  # neither the refused writes nor the changes made under them remain
+    assert asyncio.run(changed_between("UPDATE records SET version = version + 1000 WHERE key = ?", key)) is False
+    changed = asyncio.run(read(store, key))[key]
+    assert changed.value == GuardState(failures=1)  # the refused write did not land
+    assert asyncio.run(changed_between("INSERT INTO records (key, version, value) VALUES (?, 999, ?)",
+                                       absent, encode(CodeState()))) is False
+    after = asyncio.run(read(store, key, absent, other_key))
+    assert after[key] == changed
+    assert after[absent].version == 999
+    assert isinstance(after[other_key].value, MemberState)  # the first commit stands, the refused one did nothing
 
 
 def test_two_commits_in_one_transaction(store: AnyStore) -> None:

@@ -77,6 +77,10 @@ def _chunks(keys: list[str]) -> Iterator[list[str]]:
         yield keys[start:start + _CHUNK]
 
 
+#: ``UPDATE ... RETURNING`` (SQLite 3.35): the counter moved and read in one statement.
+_RETURNING: Final = sqlite3.sqlite_version_info >= (3, 35, 0)
+
+
 def _in(n: int) -> str:
     return ",".join("?" * n)
 
@@ -218,27 +222,41 @@ class _SqliteCore:
         return _SqliteTransaction(self, db)
 
     def commit(self, db: sqlite3.Connection, seen: Mapping[str, int], writes: Mapping[str, Write],
-               now: float) -> dict[str, int] | None:
-        """Check the versions read, write, ``COMMIT``; the new versions, or None (nothing applied)."""
+               now: float, *, recheck: bool) -> dict[str, int] | None:
+        """Write and ``COMMIT``; the new versions, or None (nothing applied). Reads made in this ``BEGIN
+        IMMEDIATE`` transaction cannot have changed (it holds the write lock since before them): the versions
+        are checked again only when ``recheck`` says some were read in an earlier one."""
         upserts = [(key, encode(w.value), None if w.expires_at is None else float(w.expires_at))
                    for key, w in writes.items() if w.value is not None]
-        current = self.versions(db, list(seen))
-        if any(current.get(key, 0) != version for key, version in seen.items()):
-            return None
+        if recheck:
+            current = self.versions(db, list(seen))
+            if any(current.get(key, 0) != version for key, version in seen.items()):
+                return None
         if next(self._commits) % PURGE_EVERY == 0:
             db.execute("DELETE FROM records WHERE expires_at < ?", (now - TTL_GRACE,))
         new = {key: 0 for key, w in writes.items() if w.value is None}
-        db.executemany("DELETE FROM records WHERE key = ?", [(key,) for key in new])
+        for chunk in _chunks(list(new)):  # one statement per chunk, not one per key
+            db.execute(f"DELETE FROM records WHERE key IN ({_in(len(chunk))})", chunk)  # noqa: S608 - only ? marks
         if upserts:
-            db.execute("UPDATE meta SET value = value + ? WHERE name = 'version_counter'", (len(upserts),))
-            top = db.execute("SELECT value FROM meta WHERE name = 'version_counter'").fetchone()[0]
+            top = self._take_versions(db, len(upserts))
             rows = [(key, version, text, expires)
                     for version, (key, text, expires) in enumerate(upserts, start=top - len(upserts) + 1)]
-            db.executemany("INSERT OR REPLACE INTO records (key, version, value, expires_at) VALUES (?, ?, ?, ?)",
-                           rows)
+            for start in range(0, len(rows), _CHUNK // 4):
+                part = rows[start:start + _CHUNK // 4]
+                db.execute("INSERT OR REPLACE INTO records (key, version, value, expires_at) VALUES "  # noqa: S608
+                           + ",".join(["(?, ?, ?, ?)"] * len(part)), [field for row in part for field in row])
             new.update((row[0], row[1]) for row in rows)
         db.execute("COMMIT")
         return new
+
+    @staticmethod
+    def _take_versions(db: sqlite3.Connection, n: int) -> int:
+        """Reserve ``n`` fresh versions from the counter; the highest one."""
+        if _RETURNING:
+            return int(db.execute("UPDATE meta SET value = value + ? WHERE name = 'version_counter' RETURNING value",
+                                  (n,)).fetchone()[0])
+        db.execute("UPDATE meta SET value = value + ? WHERE name = 'version_counter'", (n,))
+        return int(db.execute("SELECT value FROM meta WHERE name = 'version_counter'").fetchone()[0])
 
     @staticmethod
     def read(db: sqlite3.Connection, keys: list[str]) -> dict[str, Entry]:
@@ -262,12 +280,13 @@ class _SqliteTransaction:
     """One transaction on one pooled connection. Every operation holds the transaction's lock, so ending it
     (ROLLBACK, back to the pool) waits for an operation an abandoned asynchronous caller left running."""
 
-    __slots__ = ("_core", "_db", "_ended", "_lock", "_seen")
+    __slots__ = ("_core", "_db", "_ended", "_lock", "_seen", "_stale")
 
     def __init__(self, core: _SqliteCore, db: sqlite3.Connection) -> None:
         self._core = core
         self._db = db
         self._seen: dict[str, int] = {}
+        self._stale = False  # some of _seen was read before the current BEGIN IMMEDIATE (after a commit)
         self._ended = False
         self._lock = threading.Lock()
 
@@ -288,7 +307,7 @@ class _SqliteTransaction:
         with self._lock:
             db = self._live()
             try:
-                new = self._core.commit(db, self._seen, writes, now)
+                new = self._core.commit(db, self._seen, writes, now, recheck=self._stale)
             except BaseException:
                 self._abort()
                 raise
@@ -296,6 +315,7 @@ class _SqliteTransaction:
                 self._abort()
                 return False
             self._seen.update((key, new[key]) for key in self._seen.keys() & new.keys())
+            self._stale = bool(self._seen)  # what was read so far now predates the next transaction
             return True
 
     def end(self) -> None:
