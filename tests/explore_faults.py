@@ -1,0 +1,250 @@
+"""Faults a user could really ship, for tests/test_explore.py: flow factories and properties for ``explore``.
+
+Everything is at module level so that a counter-example's ``to_pytest()`` can import it by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+import attrs
+import phonenumbers
+
+from mfa_flow import MfaError, MfaFlow, Policy, PrimaryMethod
+from mfa_flow.events import EventSink
+from mfa_flow.testing import FakeClock, FakeTransport, MfaWorld
+from mfa_flow.transports import PreparedCode, SmsMessage
+
+# --- flows built with other settings than the policy they are checked against -------------------------------------
+
+
+def _flow_with(policy: Policy, clock: FakeClock, transport: Any, events: list[EventSink], **settings: Any) -> MfaFlow:
+    """The policy under test with a few of the deployment's own settings on top (as a settings module would)."""
+    return MfaFlow(policy=attrs.evolve(policy, **settings), clock=clock, transport=transport, events=events)
+
+
+def policy_flow(policy: Policy, *, clock: FakeClock, transport: FakeTransport, events: list[EventSink]) -> MfaFlow:
+    """The fix for every factory below: the flow runs the very policy it is checked against."""
+    return MfaFlow(policy=policy, clock=clock, transport=transport, events=events)
+
+
+def flow_with_longer_codes(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                           events: list[EventSink]) -> MfaFlow:
+    return _flow_with(policy, clock, transport, events, otp_ttl=300)
+
+
+def flow_with_higher_lockout(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                             events: list[EventSink]) -> MfaFlow:
+    return _flow_with(policy, clock, transport, events, lockout_threshold=20)
+
+
+#: Twice the default limits, as a deployment tuned for a call centre might set them.
+LOOSE_LIMITS: dict[str, Any] = {"send_limit_per_member": (10, 600), "send_limit_per_phone": (10, 600)}
+
+
+def flow_with_looser_limits(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                            events: list[EventSink]) -> MfaFlow:
+    return _flow_with(policy, clock, transport, events, **LOOSE_LIMITS)
+
+
+def flow_with_longer_idle(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                          events: list[EventSink]) -> MfaFlow:
+    return _flow_with(policy, clock, transport, events, inactivity_timeout=3600)
+
+
+def flow_texting_gb(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                    events: list[EventSink]) -> MfaFlow:
+    return _flow_with(policy, clock, transport, events, allowed_regions={"US", "CA", "GB"})
+
+
+# --- a gateway adapter that texts the wrong number --------------------------------------------------------------------
+
+
+@attrs.define
+class SwappedNumbersGateway:
+    """A hand-written adapter that passes the company's sender number as ``to`` (from and to swapped)."""
+
+    inner: FakeTransport
+    sender: str = "+12125550100"
+
+    def deliver(self, message: SmsMessage) -> None:
+        self.inner.deliver(attrs.evolve(message, to=self.sender))
+
+
+def flow_with_swapped_numbers(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                              events: list[EventSink]) -> MfaFlow:
+    return MfaFlow(policy=policy, clock=clock, transport=SwappedNumbersGateway(transport), events=events)
+
+
+def flow_with_two_faults(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                         events: list[EventSink]) -> MfaFlow:
+    """Swapped numbers (seen at depth 1) and looser limits (seen at depth 2) in one flow."""
+    return _flow_with(policy, clock, SwappedNumbersGateway(transport), events, **LOOSE_LIMITS)
+
+
+# --- what lets any code through -------------------------------------------------------------------------------------
+
+
+@attrs.define
+class LengthCheckingProvider:
+    """A code provider whose ``verify`` was left as a development stub: any six characters pass."""
+
+    gateway: FakeTransport
+
+    def prepare(self, *, code_id: str, to: str, locale: str | None, organization_id: str,
+                member_id: str) -> PreparedCode:
+        code = f"{secrets.randbelow(1_000_000):06d}"
+        digest = hashlib.sha256(f"{code_id}:{code}".encode()).digest()
+        return PreparedCode(code_id, digest, SmsMessage(to, code, locale, member_id, organization_id))
+
+    def deliver(self, prepared: PreparedCode) -> None:
+        self.gateway.deliver(prepared.message)
+
+    def verify(self, code_id: str, code: str, digest: bytes) -> bool:
+        return len(code) == 6  # the fault: the digest is never compared
+
+
+def flow_accepting_any_code(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                            events: list[EventSink]) -> MfaFlow:
+    return MfaFlow(policy=policy, clock=clock, transport=LengthCheckingProvider(transport), events=events)
+
+
+class Facade:
+    """An application's facade over MfaFlow: every method passes through unless a subclass overrides it."""
+
+    def __init__(self, flow: MfaFlow) -> None:
+        self.flow = flow
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.flow, name)
+
+
+class SsoCountsAsMfa(Facade):
+    """"Our IdP already did MFA": an SSO login is completed with a recorded factor the application never checked."""
+
+    def authenticate_primary(self, organization_id: str, member_id: str, method: PrimaryMethod, **kwargs: Any) -> Any:
+        result = self.flow.authenticate_primary(organization_id, member_id, method, **kwargs)
+        if method != "sso" or not result.intermediate_session_token:
+            return result
+        done = self.flow.record_mfa_factor(organization_id, member_id, "totp",
+                                           intermediate_session_token=result.intermediate_session_token)
+        return attrs.evolve(result, intermediate_session_token="", session_token=done.session_token,
+                            member_session=done.member_session, mfa_required=None)
+
+
+# --- secrets in error messages --------------------------------------------------------------------------------------
+
+
+class CodeQuotingErrors(Facade):
+    """Adds "helpful" context to a refused code: the code itself."""
+
+    def authenticate_sms_otp(self, organization_id: str, member_id: str, code: str, **kwargs: Any) -> Any:
+        try:
+            return self.flow.authenticate_sms_otp(organization_id, member_id, code, **kwargs)
+        except MfaError as exc:
+            raise MfaError(exc.error_type, f"{exc.error_message} (code {code})") from exc
+
+
+class TokenQuotingErrors(Facade):
+    """Adds the caller's intermediate session token to a refused send, for the support team."""
+
+    def send_sms_otp(self, organization_id: str, member_id: str, **kwargs: Any) -> Any:
+        try:
+            return self.flow.send_sms_otp(organization_id, member_id, **kwargs)
+        except MfaError as exc:
+            ist = kwargs.get("intermediate_session_token") or "none"
+            raise MfaError(exc.error_type, f"{exc.error_message} (intermediate session {ist})") from exc
+
+
+def flow_quoting_codes(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                       events: list[EventSink]) -> CodeQuotingErrors:
+    return CodeQuotingErrors(policy_flow(policy, clock=clock, transport=transport, events=events))
+
+
+def flow_quoting_tokens(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                        events: list[EventSink]) -> TokenQuotingErrors:
+    return TokenQuotingErrors(policy_flow(policy, clock=clock, transport=transport, events=events))
+
+
+def flow_with_sso_as_mfa(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                         events: list[EventSink]) -> SsoCountsAsMfa:
+    return SsoCountsAsMfa(policy_flow(policy, clock=clock, transport=transport, events=events))
+
+
+# --- crashes on one input form --------------------------------------------------------------------------------------
+
+
+class NormalisingNumbers(Facade):
+    """Normalises a number to E.164 before the flow sees it, with no default region."""
+
+    def send_sms_otp(self, organization_id: str, member_id: str, *, mfa_phone_number: str | None = None,
+                     **kwargs: Any) -> Any:
+        if mfa_phone_number is not None:
+            parsed = phonenumbers.parse(mfa_phone_number, None)  # raises on "(415) 555-0101"
+            mfa_phone_number = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        return self.flow.send_sms_otp(organization_id, member_id, mfa_phone_number=mfa_phone_number, **kwargs)
+
+
+#: The application's role table, which nobody filled in for the second organization.
+ROLES = {"alice": "admin", "ben": "member", "cara": "member", "dan": "member"}
+
+
+class RoleLookup(Facade):
+    """Looks up the member's role for the audit log before logging it in."""
+
+    def __init__(self, flow: MfaFlow) -> None:
+        super().__init__(flow)
+        self.audit: list[tuple[str, str]] = []
+
+    def authenticate_primary(self, organization_id: str, member_id: str, method: PrimaryMethod, **kwargs: Any) -> Any:
+        role = ROLES[member_id]
+        result = self.flow.authenticate_primary(organization_id, member_id, method, **kwargs)
+        self.audit.append((member_id, role))
+        return result
+
+
+def flow_normalising_numbers(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                             events: list[EventSink]) -> NormalisingNumbers:
+    return NormalisingNumbers(policy_flow(policy, clock=clock, transport=transport, events=events))
+
+
+def flow_with_role_lookup(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                          events: list[EventSink]) -> RoleLookup:
+    return RoleLookup(policy_flow(policy, clock=clock, transport=transport, events=events))
+
+
+# --- users' properties ----------------------------------------------------------------------------------------------
+
+
+def at_most_three_texts_in_ten_minutes(world: MfaWorld) -> None:
+    """Nobody gets more than 3 texts in 10 minutes (read from the otp.sent events)."""
+    now = world.clock.now()
+    recent: dict[str | None, int] = {}
+    for event in world.events.named("otp.sent"):
+        if now - event.at < 600:
+            recent[event.member_id] = recent.get(event.member_id, 0) + 1
+    assert all(n <= 3 for n in recent.values()), f"texts in the last 10 minutes: {recent}"
+
+
+def idle_half_hour_needs_a_new_code(world: MfaWorld) -> None:
+    """After 30 idle minutes, a member with a factor must prove it again (read from world.last and world.steps)."""
+    last = world.last
+    if last.action != "check_session" or last.error is not None or last.result.step_up_required:
+        return
+    record = world.members[last.member_id or ""]
+    member = world.flow.get_member(record.organization_id, record.member_id)
+    if not ((member.mfa_phone_number and member.mfa_phone_number_verified) or member.totp_registration_id):
+        return
+    active = [step.at for step in world.steps[:-1] if step.member_id == last.member_id and step.error is None
+              and (step.action in ("verify", "record_factor", "check_session") or (step.action == "login"
+                                                                     and step.result.session_token))]
+    assert last.at - active[-1] <= 1800, f"{last.member_id}'s session passed after {last.at - active[-1]:g} s idle"
+
+
+def texts_stay_in_the_us(world: MfaWorld) -> None:
+    """The company only texts US numbers."""
+    regions = {str(phonenumbers.region_code_for_number(phonenumbers.parse(m.to))) for m in world.sms.sent}
+    assert regions <= {"US"}, f"texted regions {sorted(regions)}"
+
