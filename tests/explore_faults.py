@@ -59,6 +59,14 @@ def flow_texting_gb(policy: Policy, *, clock: FakeClock, transport: FakeTranspor
     return _flow_with(policy, clock, transport, events, allowed_regions={"US", "CA", "GB"})
 
 
+def flow_stricter_than_policy(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                              events: list[EventSink]) -> MfaFlow:
+    """Not a fault: shorter codes and idle time, earlier locks, fewer texts, a cooldown, only US numbers."""
+    return _flow_with(policy, clock, transport, events, otp_ttl=60, inactivity_timeout=900, lockout_threshold=5,
+                      max_attempts_per_code=3, send_limit_per_member=(3, 600), send_limit_per_phone=(3, 600),
+                      resend_cooldown=30, allowed_regions=frozenset({"US"}))
+
+
 # --- a gateway adapter that texts the wrong number --------------------------------------------------------------------
 
 

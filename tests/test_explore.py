@@ -134,6 +134,14 @@ def test_policy_depth_3_has_no_false_alarm() -> None:
     assert report.depth == 3
 
 
+def test_flow_stricter_than_its_policy_is_not_blamed() -> None:
+    """The invariants are bounds: a deployment that expires, locks, limits and refuses sooner than the policy it
+    is checked against breaks none of them."""
+    report = explore(flow_factory=faults.flow_stricter_than_policy, depth=3)
+    assert report.ok, str(report)
+    assert report.complete
+
+
 @pytest.mark.parametrize(("prop", "breaking", "length", "keeping", "depth"), PROPERTIES)
 def test_user_property_the_policy_breaks_is_named(prop: Any, breaking: Policy, length: int, keeping: Policy,
                                                    depth: int) -> None:
