@@ -1,32 +1,47 @@
-"""The ``mfa-flow`` command: a scripted demo login, the state diagrams, the version.
+"""The ``mfa-flow`` command: a scripted demo login, the policy checker, the state diagrams, a Stytch emulator.
 
-    mfa-flow demo [--interactive]     a complete login with SMS MFA and an inactivity step-up
-    mfa-flow diagram [--machine NAME] the state machines as mermaid text
-    mfa-flow serve ...                a local server that answers as Stytch's B2B SMS OTP API
+    mfa-flow demo [--interactive]          a complete login with SMS MFA and an inactivity step-up
+    mfa-flow check FILE [--depth N] [--seconds S] [--properties module:function,...]
+                                           explore every short sequence of events under a policy file
+    mfa-flow diagram [--format mermaid|dot|svg|png] [--machine NAME] [--policy FILE] [-o FILE]
+                                           the state machines (svg and png through Graphviz's dot)
+    mfa-flow serve ...                     a local server that answers as Stytch's B2B SMS OTP API
     mfa-flow --version
 
 The demo runs on the embedded defaults with a fake clock (so 31 minutes of inactivity pass at once) and
 the console gateway, which prints each SMS to stderr under its development banner: that banner *is* the
 SMS channel here. Nothing the demo prints on stdout holds a code or a token.
+
+``check`` runs ``mfa_flow.testing.explore`` on the file's ``[policy]`` (docs/testing.md): a progress line on
+stderr, then on stdout the report, each violation's numbered steps and a pytest test that replays them. It
+exits 0 when nothing is violated (also when ``--seconds`` cut the search short: the report says so), 1 on a
+violation, 2 on a bad file or argument. A policy file (docs/policy.md) drives ``check``, ``diagram --policy``,
+``serve --policy`` and ``MfaWorld.from_toml`` alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import math
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from mfa_flow._version import __version__
+from mfa_flow.diagram import FORMATS, GRAPHVIZ_INSTALL, diagram
 from mfa_flow.directory import MemoryDirectory
 from mfa_flow.errors import ConfigurationError, MfaError
 from mfa_flow.events import Event
+from mfa_flow.files import load_policy_file
 from mfa_flow.flow import MfaFlow
 from mfa_flow.machine import TABLES
 from mfa_flow.phone import mask_phone
+from mfa_flow.policy import Policy
 from mfa_flow.records import Member, Organization
 from mfa_flow.results import AuthenticateResult, MemberSession
 from mfa_flow.stores import AsyncStore
@@ -37,6 +52,7 @@ __all__ = ["main"]
 
 PROG = "mfa-flow"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 DEMO_ORG = "organization-demo-1"
 DEMO_SLUG = "acme-demo"
@@ -311,16 +327,159 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _diagram(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from mfa_flow.diagram import diagram
-
+    binary_out = None if args.output else getattr(out, "buffer", None)
+    if args.format == "png" and not args.output and (binary_out is None or out.isatty()):
+        err.write(f"{PROG} diagram: a png is binary: write it with -o FILE or redirect standard output\n")
+        return EXIT_USAGE
     try:
-        text = diagram("mermaid", machine=args.machine)
+        policy = None
+        if args.policy is not None:  # its numbers label the conditions they decide (defaults without [policy])
+            policy = load_policy_file(args.policy).policy or Policy()
+        drawing = diagram(args.format, machine=args.machine, policy=policy)
     except MfaError as error:
         err.write(f"{PROG} diagram: {error.error_message}\n")
         return EXIT_USAGE
-    out.write(text)
-    out.flush()
+    data = drawing if isinstance(drawing, bytes) else drawing.encode("utf-8")
+    if args.output:
+        try:
+            Path(args.output).write_bytes(data)
+        except OSError as exc:
+            err.write(f"{PROG} diagram: cannot write {args.output} ({exc.strerror})\n")
+            return EXIT_USAGE
+        err.write(f"{PROG} diagram: wrote {args.output} ({args.format}, {len(data)} bytes)\n")
+        return EXIT_OK
+    if isinstance(drawing, bytes):
+        assert binary_out is not None  # checked above
+        out.flush()
+        binary_out.write(drawing)
+        binary_out.flush()
+    else:
+        out.write(drawing)
+        out.flush()
     return EXIT_OK
+
+
+#: A terminal's progress line is rewritten at most this often (explore calls back once per depth level today).
+PROGRESS_INTERVAL = 0.1
+
+
+class _Progress:
+    """``explore``'s progress callback: on a terminal one line rewritten in place (at most every
+    PROGRESS_INTERVAL, and whenever the depth changes), elsewhere a line per depth level."""
+
+    def __init__(self, err: TextIO, depth: int) -> None:
+        self.err, self.depth = err, depth
+        isatty = getattr(err, "isatty", None)
+        self.tty = bool(callable(isatty) and isatty())
+        self.started = self.shown_at = time.monotonic()
+        self.shown_depth = -1
+        self.width = 0
+        self.show(f"{PROG} check: exploring to depth {depth} ...")
+
+    def __call__(self, depth: int, states: int, runs: int) -> None:
+        now = time.monotonic()
+        if depth == self.shown_depth and (not self.tty or now - self.shown_at < PROGRESS_INTERVAL):
+            return
+        self.shown_depth, self.shown_at = depth, now
+        self.show(f"{PROG} check: depth {depth}/{self.depth}, {states:,} states, {runs:,} runs, "
+                  f"{now - self.started:.1f} s")
+
+    def show(self, line: str) -> None:
+        if self.tty:
+            self.err.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+        else:
+            self.err.write(line + "\n")
+        self.err.flush()
+
+    def done(self) -> None:
+        if self.tty and self.width:
+            self.err.write("\n")
+            self.err.flush()
+
+
+Property = Callable[[Any], None]
+
+
+def _properties(specs: Sequence[str]) -> list[Property]:
+    """Each ``module:function`` of ``--properties`` (comma-separated, the option may repeat), imported with the
+    current directory first on sys.path, as ``python -m`` puts it, so a properties.py beside the file is found."""
+    here = str(Path.cwd())
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    found: list[Property] = []
+    for entry in (part.strip() for spec in specs for part in spec.split(",")):
+        module_name, _, attribute = entry.partition(":")
+        if not module_name or not attribute:
+            raise ConfigurationError(f"--properties {entry!r}: must be module:function (e.g. properties:no_sms_flood)")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or module_name
+            raise ConfigurationError(f"--properties {entry!r}: cannot import {module_name}: no module named "
+                                     f"{missing!r} (searched from {here} first)") from None
+        except Exception as exc:  # noqa: BLE001 - the user's module may raise anything while it loads
+            raise ConfigurationError(f"--properties {entry!r}: importing {module_name} raised "
+                                     f"{type(exc).__name__}: {exc}") from None
+        target: Any = module
+        for part in attribute.split("."):
+            if not hasattr(target, part):
+                raise ConfigurationError(f"--properties {entry!r}: {module_name} has no attribute {attribute!r}")
+            target = getattr(target, part)
+        if not callable(target):
+            raise ConfigurationError(f"--properties {entry!r}: {module_name}.{attribute} is not callable (it is "
+                                     f"of type {type(target).__name__}); a property is a function of the world")
+        found.append(target)
+    return found
+
+
+def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from mfa_flow.testing.explore import INVARIANTS, explore
+
+    try:
+        loaded = load_policy_file(args.file)
+        properties = _properties(args.properties)
+    except MfaError as error:
+        err.write(f"{PROG} check: {error.error_message}\n")
+        return EXIT_USAGE
+    policy = loaded.policy if loaded.policy is not None else Policy()
+    names = ", ".join(getattr(p, "__name__", repr(p)) for p in properties)
+    source = "its [policy]" if loaded.policy is not None else "the default policy (the file has no [policy])"
+    judged = f"{len(INVARIANTS)} built-in invariants"
+    if properties:
+        judged += f" and {len(properties)} of your properties ({names})"
+    limit = f", for at most {args.seconds:g} s" if args.seconds is not None else ""
+    out.write(f"{PROG} check {args.file}: {source}; {judged}; every sequence of at most {args.depth} "
+              f"action{'s' if args.depth > 1 else ''}{limit}\n")
+    if loaded.fixtures.organizations or loaded.fixtures.members:
+        out.write(f"  (the file's {len(loaded.fixtures.organizations)} organization(s) and "
+                  f"{len(loaded.fixtures.members)} member(s) were checked as records; explore runs its own "
+                  "universe of members)\n")
+    out.flush()
+    progress = _Progress(err, args.depth)
+    try:
+        report = explore(policy, properties=properties, depth=args.depth, seconds=args.seconds,
+                         all_violations=args.all_violations, progress=progress)
+    except KeyboardInterrupt:
+        progress.done()
+        err.write(f"{PROG} check: interrupted before the end; no report\n")
+        return EXIT_INTERRUPTED
+    except MfaError as error:
+        progress.done()
+        err.write(f"{PROG} check: {error.error_message}\n")
+        return EXIT_USAGE
+    progress.done()
+    out.write(f"\n{report}\n")
+    for violation in report.violations:
+        out.write(f"\nA test that replays {violation.property} and fails the same way (Violation.to_pytest()):\n\n"
+                  f"{violation.to_pytest()}")
+    if not report.complete:
+        verdict = ("nothing was violated in what was explored, which is not every sequence" if report.ok
+                   else "the violations above stand")
+        out.write(f"\nIncomplete: --seconds {args.seconds:g} ended the search at depth {report.depth} of "
+                  f"{args.depth}; {verdict}.\n")
+    out.flush()
+    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 EMULATOR_EXTRA = "python3 -m pip install 'mfa_flow[emulator]'"
@@ -375,10 +534,35 @@ def _store(spec: str | None, key_file: str | None) -> tuple[AsyncStore | None, b
     return AsyncRedisStore(spec), key
 
 
+#: The default depth of ``check``: a few seconds on the default policy (depth 4 takes about a minute).
+DEFAULT_CHECK_DEPTH = 3
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="SMS one-time-passcode MFA for B2B login flows: a demo and the state diagrams.",
+        description="SMS one-time-passcode MFA for B2B login flows: a demo, a policy checker, the state diagrams "
+                    "and a local Stytch emulator.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -393,13 +577,46 @@ def _parser() -> argparse.ArgumentParser:
                       help="read each code from standard input instead of typing it automatically")
     demo.set_defaults(handler=_demo)
 
+    checker = commands.add_parser(
+        "check",
+        help="explore every short sequence of events under a policy file; exit 1 on a violation",
+        description="Run mfa_flow.testing.explore on FILE's [policy] (defaults without one): every sequence of at "
+                    "most --depth actions over a small fixed universe of members, checking the built-in "
+                    "invariants and your --properties after every step. A progress line goes to stderr; the "
+                    "report, each violation's numbered steps and a pytest test replaying it go to stdout. Exit "
+                    "status: 0 nothing violated (also when --seconds cut the search short, which the report "
+                    "says), 1 a violation, 2 a bad file or argument, 130 interrupted.",
+        epilog="A property is a plain function prop(world) that asserts: e.g. in properties.py, def "
+               "at_most_3_texts(world): assert len(world.sms.sent) <= 3; then "
+               f"{PROG} check policy.toml --properties properties:at_most_3_texts. See docs/testing.md.",
+    )
+    checker.add_argument("file", metavar="FILE", help="TOML policy file ([policy], optional records)")
+    checker.add_argument("--depth", type=_at_least_one, default=DEFAULT_CHECK_DEPTH, metavar="N",
+                         help=f"longest sequence of actions explored (default: {DEFAULT_CHECK_DEPTH}, a few seconds "
+                              "on the default policy; each level costs some 20 times the one before)")
+    checker.add_argument("--seconds", type=_positive_seconds, metavar="S",
+                         help="stop after S seconds; the report then says the search is incomplete")
+    checker.add_argument("--properties", action="append", default=[], metavar="MODULE:FUNCTION,...",
+                         help="your properties, imported by module and name (the current directory is searched "
+                              "first); comma-separated, or repeat the option")
+    checker.add_argument("--all-violations", action="store_true",
+                         help="go on after the first violating level; at most one violation per property")
+    checker.set_defaults(handler=_check)
+
     drawing = commands.add_parser(
         "diagram",
-        help="print the state machines as mermaid stateDiagram-v2 text",
-        description="Print the state machines the flow runs on, as mermaid text (one document per machine).",
+        help="draw the state machines: mermaid or DOT text, or svg and png through Graphviz",
+        description="Draw the state machines the flow runs on, from the very tables it triggers: mermaid "
+                    "stateDiagram-v2 text (one document per machine), Graphviz DOT, or DOT laid out as svg or png "
+                    f"by Graphviz's dot program ({GRAPHVIZ_INSTALL}). Standard output unless -o.",
     )
+    drawing.add_argument("--format", choices=FORMATS, default="mermaid",
+                         help="mermaid (default), dot, svg or png (svg and png need Graphviz's dot on PATH)")
     drawing.add_argument("--machine", choices=sorted(TABLES), metavar="NAME",
                          help=f"only this machine: one of {', '.join(sorted(TABLES))} (default: all)")
+    drawing.add_argument("--policy", metavar="FILE",
+                         help="a policy file: label each condition with the number it is judged against")
+    drawing.add_argument("-o", "--output", metavar="FILE", help="write there instead of standard output")
     drawing.set_defaults(handler=_diagram)
 
     server = commands.add_parser(
@@ -445,7 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace, TextIO, TextIO], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_usage(sys.stderr)
-        sys.stderr.write(f"{PROG}: error: a command is required (demo, diagram, serve)\n")
+        sys.stderr.write(f"{PROG}: error: a command is required (demo, check, diagram, serve)\n")
         return EXIT_USAGE
     try:
         return handler(args, sys.stdout, sys.stderr)
