@@ -41,6 +41,8 @@ PUBLIC_MODULES = [
     "mfa_flow.testing",
     "mfa_flow.testing.pytest_plugin",
     "mfa_flow.emulator",
+    "mfa_flow.contrib.opentelemetry",
+    "mfa_flow.contrib.logs",
 ]
 
 # `python -m mkdocs ...` with the network refused: each attempt is reported on stderr, then fails.
