@@ -1,8 +1,10 @@
-"""A griffe extension: the docstrings' Sphinx roles (``:class:`~mfa_flow.MfaFlow```) as mkdocstrings links.
+"""A griffe extension: the docstrings' reStructuredText notation, as the site's Markdown reads it.
 
-The docstrings are read in editors and ``help()`` too, where the roles are the usual notation. In the site
-each becomes a cross-reference resolved in the docstring's scope (``scoped_crossrefs``), so a role naming
-something the API reference does not show is a warning, and ``mkdocs build --strict`` fails on it.
+The docstrings are read in editors and ``help()`` too, where Sphinx's notation is the usual one. In the site a
+role (``:class:`~mfa_flow.MfaFlow```) becomes a cross-reference resolved in the docstring's scope
+(``scoped_crossrefs``), so a role naming something the API reference does not show is a warning and
+``mkdocs build --strict`` fails on it; and a paragraph ending in ``::`` ends in ``:``, the indented block after
+it being a code block in Markdown already.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 
 import griffe
 
+LITERAL_BLOCK_AFTER_TEXT = re.compile(r"(?<=\S)::$", re.M)
+LITERAL_BLOCK_ALONE = re.compile(r"^[ \t]*::\n", re.M)
 ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|exc|mod|data|obj):`(?P<short>~?)(?P<target>[\w.]+)`")
 
 
@@ -35,12 +39,13 @@ def _convert(obj: griffe.Object) -> None:
         return f"[`{title}`][{target}]"
 
     if obj.docstring is not None:
-        obj.docstring.value = ROLE.sub(link, obj.docstring.value)
+        text = ROLE.sub(link, obj.docstring.value)
+        obj.docstring.value = LITERAL_BLOCK_ALONE.sub("", LITERAL_BLOCK_AFTER_TEXT.sub(":", text))
     for member in obj.members.values():
         if not member.is_alias:
             _convert(member)
 
 
-class SphinxRoles(griffe.Extension):
+class SphinxNotation(griffe.Extension):
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:  # noqa: ARG002 - griffe passes more
         _convert(pkg)
