@@ -1,8 +1,9 @@
 """The application's own user table: e-mail addresses, scrypt password hashes, roles and TOTP secrets.
 
 mfa_flow never sees a password: the application checks it, then tells the flow which member passed primary
-authentication. The organizations and members (ids, phones) come from ``fixtures.json``, the same file
-``mfa-flow serve --fixtures`` reads in Stytch mode.
+authentication. ``accounts.json`` holds the table (hashes only); the organizations and members (ids, phones) come
+from ``fixtures.json``, the file ``mfa-flow serve --fixtures`` reads in Stytch mode. The demo passwords are the
+name before the ``@`` followed by ``-demo-password``; to add someone, store ``hash_password(their_password)``.
 """
 
 from __future__ import annotations
@@ -15,27 +16,16 @@ import secrets
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mfa_flow import Member, Organization
 
-FIXTURES = Path(__file__).with_name("fixtures.json")
+HERE = Path(__file__).parent
 
-# Demo passwords, hashed at start-up; a real application stores only the hashes.
-DEMO_PASSWORDS = {
-    "ada@example.com": "ada-demo-password",
-    "barbara@example.com": "barbara-demo-password",
-    "grace@example.com": "grace-demo-password",
-    "alan@example.com": "alan-demo-password",
-    "margaret@example.com": "margaret-demo-password",
-}
-ADMINS = frozenset({"margaret@example.com"})
-# Alan's authenticator app secret (RFC 6238, base32): the well-known example key, for a demo only.
-TOTP_SECRETS = {"alan@example.com": "JBSWY3DPEHPK3PXP"}
-
-# scrypt's cost: 16 MiB and ~50 ms per hash (OWASP's minimum is N=2**17 with r=8; lower here so that the demo and
-# its tests start quickly; raise it in production).
+# Django's scrypt cost (16 MiB, tens of milliseconds per hash); OWASP asks N=2**17 today: raise it in production.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+# Checked against when the address is unknown, so that the answer takes as long as for a known one.
+_NOBODY = ("scrypt$16384$8$1$ffdee402acd7ce04bfc8a57576d1624e$6fa3e61923bb680fc2b6ea581d9b97eb14813903d906dfd24518"
+           "16ebf46946fd8ca2b193070cad70787f023155266e86fcd0f0ab1baa19805180f9c702ad4408")
 
 
 def hash_password(password: str) -> str:
@@ -51,12 +41,8 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(computed, bytes.fromhex(digest))
 
 
-# Checked against when the e-mail address is unknown, so that the answer takes as long as for a known one.
-_NOBODY = hash_password(secrets.token_urlsafe(16))
-
-
 def totp(secret: str, at: float, *, step: int = 30) -> str:
-    """The RFC 6238 code (SHA-1, 6 digits) of ``secret`` at UNIX time ``at``."""
+    """The RFC 6238 code (SHA-1, 6 digits) of a base32 ``secret`` at UNIX time ``at``."""
     mac = hmac.new(base64.b32decode(secret), struct.pack(">Q", int(at // step)), hashlib.sha1).digest()
     offset = mac[-1] & 0x0F
     return f"{(struct.unpack('>I', mac[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
@@ -75,27 +61,24 @@ class Account:
     name: str
     password_hash: str
     is_admin: bool = False
-    totp_secret: str = ""
+    totp_secret: str = ""  # Alan's is RFC 6238's well-known example key: a demo only
 
 
 class Accounts:
-    """The user table, by e-mail address and by member id, with the records a local-mode directory holds."""
+    """The user table, by e-mail address and by member id, and the records a local-mode directory holds."""
 
-    def __init__(self, fixtures: dict[str, Any]) -> None:
+    def __init__(self, fixtures_path: Path = HERE / "fixtures.json", table_path: Path = HERE / "accounts.json") -> None:
+        fixtures = json.loads(fixtures_path.read_text("utf-8"))
         self.organizations = [Organization(**entry) for entry in fixtures["organizations"]]
         self.members = [Member(**entry) for entry in fixtures["members"]]
+        members = {m.email_address: m for m in self.members}
         self.by_email = {
-            m.email_address: Account(m.email_address, m.organization_id, m.member_id, m.name,
-                                     hash_password(DEMO_PASSWORDS[m.email_address]),
-                                     is_admin=m.email_address in ADMINS,
-                                     totp_secret=TOTP_SECRETS.get(m.email_address, ""))
-            for m in self.members
+            row["email"]: Account(row["email"], members[row["email"]].organization_id,
+                                  members[row["email"]].member_id, members[row["email"]].name, row["password_hash"],
+                                  is_admin=row["admin"], totp_secret=row["totp_secret"])
+            for row in json.loads(table_path.read_text("utf-8"))
         }
         self.by_member = {a.member_id: a for a in self.by_email.values()}
-
-    @classmethod
-    def load(cls, path: Path = FIXTURES) -> Accounts:
-        return cls(json.loads(path.read_text("utf-8")))
 
     def check_password(self, email: str, password: str) -> Account | None:
         """The account whose password this is, or None; as slow for an unknown address as for a known one."""

@@ -57,6 +57,7 @@ NOTICES = {
     "bye": "You are signed out.",
     "expired": "That sign-in took too long. Please start again.",
     "unlocked": "The member is unlocked.",
+    "unsent": "No code was sent this time: too many were sent lately. Ask for a new one when the button allows.",
 }
 REFUSALS = {
     "otp_code_not_found": "That code is not right. Check the SMS and try again.",
@@ -118,14 +119,14 @@ class Signer:
 
     def pack(self, name: str, ticket: Ticket) -> str:
         body = base64.urlsafe_b64encode(json.dumps([ticket.organization_id, ticket.member_id,
-                                                    ticket.token]).encode()).decode()
-        return f"{body}.{self.mac(name, body)}"
+                                                    ticket.token]).encode()).decode().rstrip("=")
+        return f"{body}.{self.mac(name, body)}"  # no "=": a cookie value with one gets quoted
 
     def unpack(self, name: str, value: str | None) -> Ticket | None:
         body, _, mac = (value or "").partition(".")
         if not body or not hmac.compare_digest(mac.encode(), self.mac(name, body).encode()):
             return None
-        return Ticket(*json.loads(base64.urlsafe_b64decode(body)))
+        return Ticket(*json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))))
 
     def csrf_token(self, browser: str) -> str:
         return self.mac("csrf", browser)
@@ -138,7 +139,7 @@ class WebApp:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         keys = Keys.load(settings.data_dir)
         self.settings, self.clock, self.signer = settings, clock, Signer(keys.cookies)
-        self.accounts = Accounts.load()
+        self.accounts = Accounts()
         self.events = EventLog(settings.data_dir / "app.sqlite3")
         self.store = SqliteStore(settings.data_dir / "mfa_flow.sqlite3")
         self.stytch: StytchProvider | None = None
@@ -341,7 +342,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, gateway: SmsGa
         elif not result.mfa_required.member_options.mfa_phone_number:
             url = "/enrol"  # first use: no factor yet, the IST alone may link a phone
         else:
-            url = "/login/code"  # a phone, but no code went out (a send limit): the page offers a resend
+            url = "/login/code?notice=unsent"  # a phone, but no code went out (a send limit): offer a resend
         response = redirect(url)
         set_cookie(response, LOGIN_COOKIE, web.signer.pack(LOGIN_COOKIE, owner), max_age=int(POLICY.ist_ttl))
         return response
