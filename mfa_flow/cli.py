@@ -46,6 +46,7 @@ from mfa_flow.records import Member, Organization
 from mfa_flow.results import AuthenticateResult, MemberSession
 from mfa_flow.stores import AsyncStore
 from mfa_flow.testing import FakeClock
+from mfa_flow.testing.explore import INVARIANTS, Property, explore
 from mfa_flow.transports import ConsoleGateway, SmsMessage
 
 __all__ = ["main"]
@@ -339,8 +340,8 @@ def _diagram(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except MfaError as error:
         err.write(f"{PROG} diagram: {error.error_message}\n")
         return EXIT_USAGE
-    data = drawing if isinstance(drawing, bytes) else drawing.encode("utf-8")
     if args.output:
+        data = drawing if isinstance(drawing, bytes) else drawing.encode("utf-8")
         try:
             Path(args.output).write_bytes(data)
         except OSError as exc:
@@ -348,14 +349,13 @@ def _diagram(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             return EXIT_USAGE
         err.write(f"{PROG} diagram: wrote {args.output} ({args.format}, {len(data)} bytes)\n")
         return EXIT_OK
-    if isinstance(drawing, bytes):
-        assert binary_out is not None  # checked above
+    if isinstance(drawing, str):
+        out.write(drawing)
+        out.flush()
+    elif binary_out is not None:  # a png to a pipe or a file (to a terminal it was refused above)
         out.flush()
         binary_out.write(drawing)
         binary_out.flush()
-    else:
-        out.write(drawing)
-        out.flush()
     return EXIT_OK
 
 
@@ -374,7 +374,9 @@ class _Progress:
         self.started = self.shown_at = time.monotonic()
         self.shown_depth = -1
         self.width = 0
-        self.show(f"{PROG} check: exploring to depth {depth} ...")
+
+    def start(self) -> None:
+        self.show(f"{PROG} check: exploring to depth {self.depth} ...")
 
     def __call__(self, depth: int, states: int, runs: int) -> None:
         now = time.monotonic()
@@ -396,9 +398,6 @@ class _Progress:
         if self.tty and self.width:
             self.err.write("\n")
             self.err.flush()
-
-
-Property = Callable[[Any], None]
 
 
 def _properties(specs: Sequence[str]) -> list[Property]:
@@ -434,8 +433,6 @@ def _properties(specs: Sequence[str]) -> list[Property]:
 
 
 def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from mfa_flow.testing.explore import INVARIANTS, explore
-
     try:
         loaded = load_policy_file(args.file)
         properties = _properties(args.properties)
@@ -458,6 +455,7 @@ def _check(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     out.flush()
     progress = _Progress(err, args.depth)
     try:
+        progress.start()
         report = explore(policy, properties=properties, depth=args.depth, seconds=args.seconds,
                          all_violations=args.all_violations, progress=progress)
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -180,6 +181,30 @@ def test_check_all_violations_goes_on_past_the_first_level(project: Path) -> Non
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stdout.count("\nat_most_one_sms_per_member: ") == 1  # at most one violation per property
     assert len(to_pytest_sources(done.stdout)) == 1
+
+
+# --- interrupted ----------------------------------------------------------------------------------------------
+
+
+def test_check_interrupted_says_so_and_exits_130(project: Path) -> None:
+    """Ctrl-C during a long search: no traceback and no report, the shell's status for SIGINT."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mfa_flow", "check", "five.toml", "--depth", "6", "--seconds", "60"], cwd=project,
+        env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        assert first == "mfa-flow check: exploring to depth 6 ...\n"
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stdout + stderr
+    assert stderr.endswith("mfa-flow check: interrupted before the end; no report\n")
+    assert "Traceback" not in stderr
+    assert "explore:" not in stdout
 
 
 # --- exit 2 ----------------------------------------------------------------------------------------------------
