@@ -202,7 +202,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, gateway: SmsGa
     app.state.web = web
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.filters["utc"] = lambda at: datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    templates.env.filters["utc"] = lambda at: datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
     # --- cookies, CSRF, pages ---------------------------------------------------------------------------------
 

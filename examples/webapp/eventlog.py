@@ -2,8 +2,8 @@
 
 The admin page lists them, and the code page counts the member's recent ``otp.sent`` events to show the resend
 cooldown and the sends left: the flow answers a send beyond them with ``too_many_requests`` but has no call that
-tells how long to wait. Events carry masked phones and never a code or a token, so they can be stored as they are;
-only plain values of ``data`` are kept (``member.updated`` carries the whole merged member).
+tells how long to wait. Events carry masked phones and never a code or a token, so they can be stored as they are
+(``member.updated``'s merged member is left out: the member table shows the members).
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ class EventLog:
             " data TEXT NOT NULL)")
 
     def __call__(self, event: Event) -> None:
-        data = {k: v for k, v in event.data.items() if isinstance(v, str | int | float | bool) or v is None}
+        data = {k: v for k, v in event.data.items() if k != "member"}
         with self._lock:
             self._db.execute(
                 "INSERT INTO events (at, name, organization_id, member_id, phone, reason, data)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (event.at, event.name, event.organization_id, event.member_id, event.phone, event.reason or "",
-                 json.dumps(data, sort_keys=True)))
+                 json.dumps(data, sort_keys=True, default=str)))
 
     def recent(self, limit: int = 50) -> list[LoggedEvent]:
         with self._lock:
