@@ -7,6 +7,7 @@ so a theme or plugin that fetches fonts, images or inventories fails here instea
 
 from __future__ import annotations
 
+import html
 import html.parser
 import importlib
 import os
@@ -164,6 +165,11 @@ def test_every_docs_page_is_in_the_navigation() -> None:
     assert "index.md" in listed
 
 
+def page_text(page: Path) -> str:
+    """A built page's text as a reader sees it: tags dropped, entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", page.read_text("utf-8")))
+
+
 def test_home_page_is_the_readme_with_its_links_into_the_site(build: Build) -> None:
     home = (build.site / "index.html").read_text("utf-8")
     assert "SMS one-time-passcode MFA for B2B login flows" in home
@@ -171,8 +177,23 @@ def test_home_page_is_the_readme_with_its_links_into_the_site(build: Build) -> N
     assert "concepts/" in links, "the README's docs/concepts.md is the site's Concepts page"
     assert "source/examples/step_up.py/" in links, "a README link to an example opens the example's source"
     assert not any(link.startswith(("docs/", "examples/")) for link in links)
-    example = (build.site / "source/examples/step_up.py/index.html").read_text("utf-8")
-    assert "step_up" in example
+    shown = page_text(build.site / "source/examples/step_up.py/index.html")
+    source = (ROOT / "examples/step_up.py").read_text("utf-8")
+    assert [line for line in source.splitlines() if line.strip() and line not in shown] == []
+
+
+def test_every_link_inside_the_site_reaches_a_page(build: Build) -> None:
+    dead = []
+    for page in build.site.rglob("*.html"):
+        base = posixpath.dirname(page.relative_to(build.site).as_posix())
+        for link in re.findall(r'href="([^"#?]+)', page.read_text("utf-8")):
+            if re.match(r"^[a-z][a-z0-9+.-]*:", link):
+                continue
+            # 404.html links from the site's root, since it answers for any path.
+            target = build.site / posixpath.normpath(posixpath.join(base, link) if link[0] != "/" else link[1:] or ".")
+            if not (target.is_file() or (target / "index.html").is_file()):
+                dead.append(f"{page.relative_to(build.site)}: {link}")
+    assert dead == []
 
 
 @pytest.mark.parametrize("module_name", PUBLIC_MODULES)
