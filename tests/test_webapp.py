@@ -414,6 +414,25 @@ def test_a_totp_member_passes_totp_before_linking_a_phone(demo: Demo) -> None:
     assert demo.web.flow.get_member(ORG, ALAN).mfa_phone_number_verified is True
 
 
+def test_authenticator_guesses_are_limited_to_five_an_hour(demo: Demo) -> None:
+    totp = require("examples.webapp.accounts").totp
+    alan = demo.browser()
+    page = demo.sign_in(alan, "alan@example.com")
+    right = totp("JBSWY3DPEHPK3PXP", demo.clock.now())
+    wrong = next(c for c in ("000000", "111111") if c != right)
+    for _ in range(5):
+        page = alan.submit(page, "/login/totp", code=wrong)
+        assert page.status_code == 401
+    refused = alan.submit(page, "/login/totp", code=right)
+    assert (refused.status_code, refused.url.path) == (429, "/login/totp")
+    assert "Too many wrong codes." in refused.text
+    assert alan.cookie("__Host-session") is None
+    demo.clock.advance(3601)
+    page = demo.sign_in(alan, "alan@example.com")  # the first IST has expired by now
+    enrol = alan.submit(page, "/login/totp", code=totp("JBSWY3DPEHPK3PXP", demo.clock.now()))
+    assert enrol.url.path == "/enrol"
+
+
 # --- secrets stay out of pages, URLs and logs ----------------------------------------------------------------
 
 def token_of(demo: Demo, client: Client, cookie: str) -> str:

@@ -36,7 +36,17 @@ from fastapi.templating import Jinja2Templates
 from examples.webapp.accounts import Account, Accounts, verify_totp
 from examples.webapp.eventlog import EventLog
 from examples.webapp.settings import Keys, Settings
-from mfa_flow import Clock, MemberSession, MemoryDirectory, MfaError, MfaFlow, Policy, PrimaryAuthResult, SystemClock
+from mfa_flow import (
+    Clock,
+    Event,
+    MemberSession,
+    MemoryDirectory,
+    MfaError,
+    MfaFlow,
+    Policy,
+    PrimaryAuthResult,
+    SystemClock,
+)
 from mfa_flow.phone import mask_phone
 from mfa_flow.stores import SqliteStore
 from mfa_flow.transports import ConsoleGateway, SmsGateway
@@ -45,6 +55,8 @@ from mfa_flow.transports.stytch import StytchProvider
 HERE = Path(__file__).parent
 # Five wrong codes lock the member (one code's worth of attempts); a resend waits 30 s.
 POLICY = Policy(lockout_threshold=5, resend_cooldown=30)
+# Wrong authenticator codes a member may enter per hour: mfa_flow's lock counts SMS codes only.
+TOTP_GUESSES = (5, 3600)
 
 SESSION_COOKIE = "__Host-session"  # a signed-in member: organization, member and session_token
 LOGIN_COOKIE = "__Host-login"  # while MFA is owed: organization, member and the IST
@@ -175,7 +187,7 @@ class WebApp:
         """(sends left in the member's window, seconds until the next send may go), from the event log."""
         count, window = POLICY.send_limit_per_member
         now = self.clock.now()
-        sent = self.events.sent_since(ticket.organization_id, ticket.member_id, now - window)
+        sent = self.events.times("otp.sent", ticket.organization_id, ticket.member_id, now - window)
         left = max(0, count - len(sent))
         if not sent:
             return left, 0
@@ -378,12 +390,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None, gateway: SmsGa
     @app.post("/login/totp", dependencies=checked)
     def totp(request: Request, code: Annotated[str, Form()]) -> Response:
         owner = ticket(request, LOGIN_COOKIE)
-        secret = web.accounts.by_member[owner.member_id].totp_secret
         if settings.mode == "stytch":  # Stytch verifies TOTP itself (its totps.authenticate): not in the emulator
             return render(request, "totp.html", status=501, message="TOTP sign-in goes through Stytch's TOTP "
                           "endpoint, which mfa-flow serve does not emulate. Use local mode.")
-        # TOTP is the application's to verify (the flow only records it); count failures yourself in production.
-        if not secret or not verify_totp(secret, code.strip(), web.clock.now()):
+        # TOTP is the application's to verify, and to limit: the flow only records a factor verified elsewhere.
+        now, (guesses, window) = web.clock.now(), TOTP_GUESSES
+        if len(web.events.times("totp.failed", owner.organization_id, owner.member_id, now - window)) >= guesses:
+            return render(request, "totp.html", status=429, message="Too many wrong codes. Try again in an hour.")
+        if not verify_totp(web.accounts.by_member[owner.member_id].totp_secret, code.strip(), now):
+            web.events(Event("totp.failed", now, owner.organization_id, owner.member_id))
             return render(request, "totp.html", status=401, message="That code is not right.")
         try:
             done = web.flow.record_mfa_factor(owner.organization_id, owner.member_id, "totp",

@@ -2,8 +2,9 @@
 
 The admin page lists them, and the code page counts the member's recent ``otp.sent`` events to show the resend
 cooldown and the sends left: the flow answers a send beyond them with ``too_many_requests`` but has no call that
-tells how long to wait. Events carry masked phones and never a code or a token, so they can be stored as they are
-(``member.updated``'s merged member is left out: the member table shows the members).
+tells how long to wait. The application logs its own ``totp.failed`` here too, to limit authenticator guesses.
+Events carry masked phones and never a code or a token, so they are stored as they are (but for
+``member.updated``'s merged member: the admin page reads members from the flow).
 """
 
 from __future__ import annotations
@@ -52,12 +53,12 @@ class EventLog:
                                     " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [LoggedEvent(*row) for row in rows]
 
-    def sent_since(self, organization_id: str, member_id: str, since: float) -> list[float]:
-        """When the member's codes were sent (oldest first), from ``since`` on."""
+    def times(self, name: str, organization_id: str, member_id: str, since: float) -> list[float]:
+        """When the member's events of that name happened (oldest first), after ``since``."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT at FROM events WHERE name = 'otp.sent' AND organization_id = ? AND member_id = ?"
-                " AND at > ? ORDER BY at", (organization_id, member_id, since)).fetchall()
+                "SELECT at FROM events WHERE name = ? AND organization_id = ? AND member_id = ? AND at > ?"
+                " ORDER BY at", (name, organization_id, member_id, since)).fetchall()
         return [row[0] for row in rows]
 
     def close(self) -> None:
