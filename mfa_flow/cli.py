@@ -3,7 +3,7 @@
     mfa-flow demo [--interactive]          a complete login with SMS MFA and an inactivity step-up
     mfa-flow check FILE [--depth N] [--seconds S] [--properties module:function,...]
                                            explore every short sequence of events under a policy file
-    mfa-flow diagram [--format mermaid|dot|svg|png] [--machine NAME] [--policy FILE] [-o FILE]
+    mfa-flow diagram [--format mermaid|svg|png] [--machine NAME] [--policy FILE] [-o FILE]
                                            the state machines (svg and png through Graphviz's dot)
     mfa-flow serve ...                     a local server that answers as Stytch's B2B SMS OTP API
     mfa-flow --version
@@ -603,13 +603,13 @@ def _parser() -> argparse.ArgumentParser:
 
     drawing = commands.add_parser(
         "diagram",
-        help="draw the state machines: mermaid or DOT text, or svg and png through Graphviz",
+        help="draw the state machines: mermaid text, or svg and png through Graphviz",
         description="Draw the state machines the flow runs on, from the very tables it triggers: mermaid "
-                    "stateDiagram-v2 text (one document per machine), Graphviz DOT, or DOT laid out as svg or png "
-                    f"by Graphviz's dot program ({GRAPHVIZ_INSTALL}). Standard output unless -o.",
+                    "stateDiagram-v2 text (one document per machine), or svg or png laid out by Graphviz's dot "
+                    f"program ({GRAPHVIZ_INSTALL}). Standard output unless -o.",
     )
     drawing.add_argument("--format", choices=FORMATS, default="mermaid",
-                         help="mermaid (default), dot, svg or png (svg and png need Graphviz's dot on PATH)")
+                         help="mermaid (default), svg or png (svg and png need Graphviz's dot on PATH)")
     drawing.add_argument("--machine", choices=sorted(TABLES), metavar="NAME",
                          help=f"only this machine: one of {', '.join(sorted(TABLES))} (default: all)")
     drawing.add_argument("--policy", metavar="FILE",

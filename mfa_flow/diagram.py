@@ -2,7 +2,7 @@
 
 Every format starts from one drawing of ``mfa_flow.machine.TABLES``: a ``GraphMachine`` built on demand, so
 nothing on the hot path pays for it and no drawing can drift from the tables. Mermaid is transitions' own
-text; DOT is written here from the same machine's markup; SVG and PNG are that DOT laid out by Graphviz's
+text; SVG and PNG are Graphviz DOT, written here from the same machine's markup and laid out by Graphviz's
 ``dot`` program (Debian: ``apt-get install graphviz``), run with a timeout. With a policy, each condition
 that a policy number decides carries it (``expire [code_expired (otp_ttl 120 s)]``).
 """
@@ -20,7 +20,7 @@ from mfa_flow.policy import Policy
 
 __all__ = ["DOT_TIMEOUT", "FORMATS", "GRAPHVIZ_INSTALL", "diagram"]
 
-FORMATS = ("mermaid", "dot", "svg", "png")
+FORMATS = ("mermaid", "svg", "png")
 #: Seconds ``dot`` may take to lay out the four machines (it needs well under one).
 DOT_TIMEOUT = 30.0
 GRAPHVIZ_INSTALL = "Debian/Ubuntu: apt-get install graphviz"
@@ -110,7 +110,7 @@ def _graphviz(source: str, fmt: str) -> bytes:
     program = shutil.which("dot")
     if program is None:
         raise ConfigurationError(f"format {fmt}: needs Graphviz's dot program, which is not on PATH "
-                                 f"({GRAPHVIZ_INSTALL}); --format mermaid or dot needs nothing")
+                                 f"({GRAPHVIZ_INSTALL}); --format mermaid needs nothing")
     try:
         done = subprocess.run([program, f"-T{fmt}"], input=source.encode(), capture_output=True,  # noqa: S603
                               timeout=DOT_TIMEOUT, check=False)
@@ -126,7 +126,7 @@ def _graphviz(source: str, fmt: str) -> bytes:
 
 
 @overload
-def diagram(format: Literal["mermaid", "dot", "svg"] = "mermaid", *,
+def diagram(format: Literal["mermaid", "svg"] = "mermaid", *,
             machine: str | None = None, policy: Policy | None = None) -> str: ...
 @overload
 def diagram(format: Literal["png"], *, machine: str | None = None,
@@ -140,18 +140,15 @@ def diagram(format: str = "mermaid", *, machine: str | None = None,  # noqa: A00
             policy: Policy | None = None) -> str | bytes:
     """The state machines (code, guard, login, session, or only ``machine``) drawn in ``format``.
 
-    ``mermaid``: ``stateDiagram-v2`` text, one document per machine. ``dot``: one Graphviz digraph, a cluster
-    per machine. ``svg`` (text) and ``png`` (bytes): that digraph laid out by Graphviz's ``dot``, which must be
-    on PATH (a ConfigurationError names the Debian package when it is not). ``policy`` adds to each condition
-    a policy number decides the number it is judged against.
+    ``mermaid``: ``stateDiagram-v2`` text, one document per machine. ``svg`` (text) and ``png`` (bytes): one
+    Graphviz digraph, a cluster per machine, laid out by Graphviz's ``dot``, which must be on PATH (a
+    ConfigurationError names the Debian package when it is not). ``policy`` adds to each condition a policy
+    number decides the number it is judged against.
     """
     if format not in FORMATS:
         raise ConfigurationError(f"format: must be one of {', '.join(FORMATS)}, got {format!r}")
     drawn = _machines(machine, policy)
     if format == "mermaid":
         return _mermaid(drawn)
-    source = _dot(drawn)
-    if format == "dot":
-        return source
-    laid_out = _graphviz(source, format)
+    laid_out = _graphviz(_dot(drawn), format)
     return laid_out.decode("utf-8") if format == "svg" else laid_out
