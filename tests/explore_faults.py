@@ -86,6 +86,29 @@ def flow_with_swapped_numbers(policy: Policy, *, clock: FakeClock, transport: Fa
     return MfaFlow(policy=policy, clock=clock, transport=SwappedNumbersGateway(transport), events=events)
 
 
+@attrs.define
+class StickyRecipientGateway:
+    """An adapter that caches the first recipient it sees per organization (meant as a per-request cache, kept
+    for the process): the next member of that organization is texted at the first one's number."""
+
+    inner: FakeTransport
+    recipients: dict[str, str] = attrs.field(factory=dict)
+
+    def deliver(self, message: SmsMessage) -> None:
+        to = self.recipients.setdefault(message.organization_id, message.to)
+        self.inner.deliver(attrs.evolve(message, to=to))
+
+
+def flow_with_sticky_recipients(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                                events: list[EventSink]) -> MfaFlow:
+    return MfaFlow(policy=policy, clock=clock, transport=StickyRecipientGateway(transport), events=events)
+
+
+def flow_without_cooldown(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                          events: list[EventSink]) -> MfaFlow:
+    return _flow_with(policy, clock, transport, events, resend_cooldown=0)
+
+
 def flow_with_two_faults(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
                          events: list[EventSink]) -> MfaFlow:
     """Swapped numbers (seen at depth 1) and looser limits (seen at depth 2) in one flow."""

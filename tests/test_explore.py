@@ -46,7 +46,7 @@ FAULTS = [
     # a member with no factor links a GB number with no token: one step.
     pytest.param(faults.flow_texting_gb, "refused_destination", 1, r"which the policy refuses",
                  id="allowed_regions-with-GB"),
-    pytest.param(faults.flow_with_swapped_numbers, "wrong_destination", 1, r"an SMS for alice went to \.\.\.0100",
+    pytest.param(faults.flow_with_swapped_numbers, "wrong_destination", 1, r"an SMS for alice went to \+1212…0100",
                  id="gateway-swaps-from-and-to"),
     pytest.param(faults.flow_accepting_any_code, "mfa_bypass", 2, r"a wrong code was accepted for alice",
                  id="provider-verify-stub"),
@@ -60,6 +60,10 @@ FAULTS = [
     pytest.param(faults.flow_normalising_numbers, "no_crash", 1, r"send raised NumberParseException",
                  id="crash-on-national-format"),
     pytest.param(faults.flow_with_role_lookup, "no_crash", 1, r"login raised KeyError", id="crash-on-one-member"),
+    # alice logs in (her number is cached for acme), then ben links his: the SMS goes to alice's number. Every
+    # sequence runs on a fresh flow, so the cache of another sequence never shortens it to one step.
+    pytest.param(faults.flow_with_sticky_recipients, "wrong_destination", 2,
+                 r"an SMS for \w+ went to \+1415…0101, not to", id="gateway-keeps-state-between-calls"),
 ]
 
 #: (property, a policy that breaks it, shortest length, a policy that keeps it, depth to check that at).
@@ -129,7 +133,7 @@ def test_policy_depth_3_has_no_false_alarm() -> None:
     actions (a checker that cries wolf would be switched off by its users)."""
     report = explore(depth=3)
     assert report.ok, str(report)
-    assert report.violations == ()
+    assert report.violations == []
     assert report.complete
     assert report.depth == 3
 
@@ -331,3 +335,14 @@ def test_universe_is_the_one_the_spec_describes() -> None:
         regions = [phonenumbers.region_code_for_number(phonenumbers.parse(n)) for n in (own, other, ca, gb)]
         assert regions == ["US", "US", "CA", "GB"]
         assert phonenumbers.number_type(phonenumbers.parse(premium)) == phonenumbers.PhoneNumberType.PREMIUM_RATE
+
+
+def test_a_flow_without_the_policys_resend_cooldown_is_named() -> None:
+    """A deployment that forgot the policy's resend cooldown: a login's text, then a resend at once."""
+    policy = Policy(resend_cooldown=30)
+    report = explore(policy, flow_factory=faults.flow_without_cooldown, depth=2)
+    [violation] = report.violations
+    assert violation.property == "send_limits"
+    assert re.search(r"two SMS to \w+ 0 s apart \(resend_cooldown is 30 s\)", violation.message), violation.message
+    assert len(violation.steps) == 2
+    assert explore(policy, flow_factory=faults.policy_flow, depth=2).ok  # with the cooldown: silent

@@ -79,13 +79,19 @@ def _e164(number: str) -> str | None:
         return None
 
 
+def _memory_store(flow: Any) -> MemoryStore:
+    store = getattr(flow, "store", None)
+    if not isinstance(store, MemoryStore):
+        raise ConfigurationError("explore: the flow under test must run on a MemoryStore (only in-memory flows "
+                                 "are explored)")
+    return store
+
+
 def universe(policy: Policy | None = None, *, flow_factory: FlowFactory | None = None) -> tuple[MfaWorld,
                                                                                                  list[Person]]:
     """A fresh world holding explore's universe, and its people in order."""
     world = MfaWorld(policy, flow_factory=flow_factory)
-    if not isinstance(getattr(world.flow, "store", None), MemoryStore):
-        raise ConfigurationError("explore: the flow under test must run on a MemoryStore (only in-memory flows "
-                                 "are explored)")
+    _memory_store(world.flow)
     people: list[Person] = []
     for org, names, own, second, ca, gb, premium in _UNIVERSE:
         world.load_organization(org)
@@ -163,7 +169,7 @@ class Checker:
         self.people = {p.name: p for p in people}
         self.rank = {p.name: i for i, p in enumerate(people)}
         self.required = {org.organization_id for org, *_ in _UNIVERSE if org.mfa_policy == "REQUIRED_FOR_ALL"}
-        self.store: MemoryStore = self.world.flow.store
+        self.store: MemoryStore = _memory_store(self.world.flow)
         self.known = {p.name: Known(p.member.mfa_phone_number, p.member.mfa_phone_number_verified,
                                     bool(p.member.totp_registration_id), p.member.mfa_enrolled) for p in people}
         self.sends: tuple[tuple[float, str, str], ...] = ()
@@ -171,8 +177,9 @@ class Checker:
         p = self.policy
         windows = [p.send_limit_per_member, p.send_limit_per_phone,
                    *(w for w in (p.send_limit_per_region, p.send_limit_global) if w is not None)]
-        self.window = max(seconds for _, seconds in windows)
-        bounds = {p.otp_ttl, p.ist_ttl, p.inactivity_timeout, p.lockout_duration, *(s for _, s in windows)}
+        self.window = max(p.resend_cooldown, *(seconds for _, seconds in windows))
+        bounds = {p.otp_ttl, p.ist_ttl, p.inactivity_timeout, p.lockout_duration, *(s for _, s in windows),
+                  *((p.resend_cooldown,) if p.resend_cooldown else ())}
         self.advances = tuple(sorted({b + e for b in bounds for e in (-1, 1) if b + e > 0}))
         self.coupled = p.send_limit_per_region is not None or p.send_limit_global is not None
         self._allowed_cache: dict[str, bool] = {}
@@ -572,6 +579,14 @@ class Checker:
                     shown = _masked(who) if label == "phone" else who
                     broken.append(("send_limits", (f"{n} SMS within {seconds:g} s for the {label} {shown} (the policy "
                                                   f"allows {count})")))
+        cooldown = p.resend_cooldown
+        if cooldown:
+            last: dict[str, float] = {}
+            for at, who, _ in self.sends:  # in the order they went out
+                if who in last and at - last[who] < cooldown:
+                    broken.append(("send_limits", (f"two SMS to {who} {at - last[who]:g} s apart (resend_cooldown "
+                                                  f"is {cooldown:g} s)")))
+                last[who] = at
 
     def _check_leaks(self, step: Step, first_event: int, broken: list[tuple[str, str]]) -> None:
         """No code ever sent and no token ever issued in an event, an error message or a repr."""
@@ -614,7 +629,9 @@ def _bare(error: BaseException) -> BaseException:
 
 
 def _masked(e164: str) -> str:
-    return f"...{e164[-4:]}" if e164 else ""
+    """A number as a counter-example shows it: its calling and area code and its last four digits, enough to
+    tell the universe's numbers apart (``+1613…0101``, ``+1415…0101``) and no more."""
+    return f"{e164[:5]}…{e164[-4:]}" if len(e164) > 9 else e164
 
 
 def _args(action: Action) -> dict[str, Any]:
@@ -686,7 +703,7 @@ class Violation:
 @attrs.frozen
 class Report:
     ok: bool
-    violations: tuple[Violation, ...]
+    violations: list[Violation]
     runs: int
     states: int
     elapsed: float
@@ -842,10 +859,11 @@ def _explore(policy: Policy | None, properties: Sequence[Property], depth: int, 
                 checker.restore(image)
                 _, broken = checker.step(action)
                 runs += 1
-                new = [b for b in broken if b[0] not in found]
+                new = _confirmed([b for b in broken if b[0] not in found], (*path, action), checker, flow_factory)
                 for name, message in new:
-                    found[name] = Violation(name, message, tuple(checker.world.steps), (*path, action),
-                                            checker.policy, checker.properties, flow_factory)
+                    if name not in found:  # a step that breaks one invariant twice is reported by the first
+                        found[name] = Violation(name, message, tuple(checker.world.steps), (*path, action),
+                                                checker.policy, checker.properties, flow_factory)
                 if new and not all_violations:
                     break
                 if checker.unchanged_since(image):
@@ -864,7 +882,22 @@ def _explore(policy: Policy | None, properties: Sequence[Property], depth: int, 
         if (found and not all_violations) or not complete or not next_frontier:
             break
         frontier = next_frontier
-    return Report(not found, tuple(found.values()), runs, len(seen), _CLOCK() - started, complete, reached)
+    return Report(not found, list(found.values()), runs, len(seen), _CLOCK() - started, complete, reached)
+
+
+def _confirmed(broken: list[tuple[str, str]], path: tuple[Action, ...], checker: Checker,
+               flow_factory: FlowFactory | None) -> list[tuple[str, str]]:
+    """What ``path`` breaks when replayed from the start on a fresh flow. Snapshots restore the store and the
+    world, not what a flow of the user's keeps elsewhere (a gateway adapter's cache): a violation that only
+    state left by another sequence caused does not replay, and is dropped; the search goes on to the
+    sequence that really causes it, which is then the shortest that does."""
+    if not broken:
+        return broken
+    fresh = Checker(checker.policy, properties=checker.properties, flow_factory=flow_factory)
+    replayed: set[str] = set()
+    for action in path:
+        replayed.update(name for name, _ in fresh.step(action)[1])
+    return [b for b in broken if b[0] in replayed]
 
 
 def _commutes_before(checker: Checker, action: Action, touched: frozenset[str], last: Action,
