@@ -1,7 +1,7 @@
 """The ``mfa-flow`` command: a scripted demo login, the policy checker, the state diagrams, a Stytch emulator.
 
     mfa-flow demo [--interactive]          a complete login with SMS MFA and an inactivity step-up
-    mfa-flow check FILE [--depth N] [--seconds S] [--properties module:function,...]
+    mfa-flow check FILE [--depth N] [--seconds S] [--properties module:function,...] [--all-violations]
                                            explore every short sequence of events under a policy file
     mfa-flow diagram [--format mermaid|svg|png] [--machine NAME] [--policy FILE] [-o FILE]
                                            the state machines (svg and png through Graphviz's dot)
