@@ -140,7 +140,8 @@ class Tab:
         return self.click("verify")
 
     def shot(self, name: str) -> None:
-        """The whole page, as PNG, to docs/screenshots/NAME.png."""
+        """The whole page, as PNG, to docs/screenshots/NAME.png; no focus, so no blinking caret in the picture."""
+        self.driver.execute_script("document.activeElement && document.activeElement.blur()")
         size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
         picture = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True,
