@@ -51,11 +51,11 @@ def test_a_send_and_a_lock_read_as_lines_and_as_extras(caplog: pytest.LogCapture
     records = day_records(caplog)
     sent, locked = records[0], records[12]
     assert sent.getMessage() == (f"mfa_flow otp.sent organization_id={ORG} member_id={M_LOGIN} "
-                                 "phone=XXXXXXX0161 purpose=login automatic=True")
+                                 "phone=XXXXXXX0161 purpose=login automatic=True region=US")
     assert extras(sent) == {
         "mfa_event": "otp.sent", "mfa_at": 1767225600.0, "mfa_organization_id": ORG, "mfa_member_id": M_LOGIN,
         "mfa_phone": "XXXXXXX0161", "mfa_reason": None,
-        "mfa_data": {"purpose": "login", "automatic": True, "locale": None},
+        "mfa_data": {"purpose": "login", "automatic": True, "locale": None, "region": "US"},
     }
     assert locked.getMessage() == (f"mfa_flow member.locked organization_id={ORG} member_id={M_LOCKED} "
                                    "phone=XXXXXXX0162 reason=user_lock_limit_reached locked_until=1767229200.0")

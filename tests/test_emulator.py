@@ -624,7 +624,7 @@ def test_serve_refuses_a_bad_fixtures_file_with_status_2(tmp_path: Path) -> None
     typed = write_fixtures(tmp_path, {"organizations": [{"organization_id": ORG, "mfa_policy": 1}]}, "typed.json")
     done = run_serve("--fixtures", str(typed))
     assert done.returncode == 2, done.stderr
-    assert f"{typed}: organizations[0] (organization_id '{ORG}'): Organization.mfa_policy" in done.stderr
+    assert f"{typed}: organizations[0] (organization_id '{ORG}'): mfa_policy = 1: must be one of" in done.stderr
 
 
 def test_serve_refuses_a_bad_policy_file_with_status_2(tmp_path: Path) -> None:
@@ -634,7 +634,7 @@ def test_serve_refuses_a_bad_policy_file_with_status_2(tmp_path: Path) -> None:
     done = run_serve("--fixtures", str(fixtures), "--policy", str(policy))
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
-    assert f"{policy}: [policy] Policy.lockout_threshold" in done.stderr
+    assert f"{policy}: [policy] lockout_threshold = 0: must be an integer of at least 1" in done.stderr
     policy.write_text(f'[[members]]\nmember_id = "{ADA}"\norganization_id = "organization-nowhere"\n', "utf-8")
     done = run_serve("--fixtures", str(fixtures), "--policy", str(policy))
     assert done.returncode == 2, done.stderr

@@ -435,7 +435,7 @@ def test_token_rules_are_forwarded_to_stytch(env: Env, token: dict[str, str]) ->
     assert result.request_id.startswith("request-id-test-")
     assert [(e.name, e.phone, e.data) for e in env.events] == [
         ("otp.sent", MASKED_ADA, {"purpose": "step_up" if "session_token" in token else "login", "automatic": False,
-                                  "locale": "pt-br"})]
+                                  "locale": "pt-br", "region": "US"})]
 
     # Stytch's verdict on the token is what the caller gets, with Stytch's request id.
     refusal, status = ("session_not_found", 404) if token else ("no_associated_session_passed_in", 400)
@@ -837,7 +837,7 @@ def test_inactivity_step_up_is_sent_through_stytch_with_the_session_token(env: E
         ("/v1/b2b/otps/sms/send", send_body(session_token=SESSION))]
     assert [(e.name, e.reason, e.data) for e in env.events[mark[1]:]] == [
         ("session.step_up_required", None, {}),
-        ("otp.sent", None, {"purpose": "step_up", "automatic": True, "locale": None})]
+        ("otp.sent", None, {"purpose": "step_up", "automatic": True, "locale": None, "region": "US"})]
     # While that code is live nothing more is sent.
     again = env.run("authenticate_session", session_token=SESSION)
     assert (again.step_up_required, again.secondary_auth_initiated) == (True, "sms_otp")
@@ -945,7 +945,7 @@ def test_record_primary_auth_records_the_ist_and_counts_the_automatic_send(env: 
     assert marker is not None
     assert (marker.bound_to, marker.purpose, marker.phone) == (token_digest(IST), "login", ADA_PHONE)
     assert [(e.name, e.reason, e.data) for e in env.events] == [
-        ("otp.sent", None, {"purpose": "login", "automatic": True, "over_limit": None})]
+        ("otp.sent", None, {"purpose": "login", "automatic": True, "over_limit": None, "region": "US"})]
     # The automatic send counted: four explicit sends remain.
     for _ in range(4):
         env.run("send_sms_otp", ORG, ADA, intermediate_session_token=IST)

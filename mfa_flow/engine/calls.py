@@ -282,7 +282,7 @@ class FlowEngine:
             purpose, automatic = delivery.purpose, delivery.automatic
             if failure is None:
                 ctx.note(events, "otp.sent", now, org_id, mid, to, purpose=purpose, automatic=automatic,
-                         locale=delivery.locale)
+                         locale=delivery.locale, region=delivery.region)
             elif isinstance(failure, MfaError) and not isinstance(failure, UnexpectedResponse):
                 events.extend(undo_events)  # Stytch refused the send: nothing went out
                 ctx.note(events, "otp.refused", now, org_id, mid, to, failure.error_type, purpose=purpose,

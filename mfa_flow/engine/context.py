@@ -116,6 +116,7 @@ class Delivery:
     link_key: str | None
     member: Member  # the merged view as this send leaves it (with the link it made)
     locale: str | None
+    region: str | None  # the destination's region (None for a test number without one)
 
 
 @attrs.define(slots=True)

@@ -176,7 +176,7 @@ def _decide_record(ctx: Context, now: float, response: Mapping[str, Any], org: O
                      phone=phone, sent_at=now, expires_at=now + policy.otp_ttl)
         out.writes[sub.k_code] = Write(code, code.expires_at)
         ctx.note(out, "otp.sent", now, oid, mid, phone, "too_many_requests" if exceeded else None, purpose="login",
-                 automatic=True, over_limit=exceeded)
+                 automatic=True, over_limit=exceeded, region=region)
     out.finish = lambda *_: PrimaryAuthResult(
         member_id=mid, organization_id=oid, member=after, organization=org, member_authenticated=authenticated,
         intermediate_session_token=ist, session_token=session_token,

@@ -196,7 +196,8 @@ def admit(ctx: Context, verdict: object, out: Outcome, sub: Subject, now: float,
             link_key = None
         out.writes[sub.k_member] = Write(overlay)
         member = ctx.member_changed(out, sub, overlay, sub.guard, now)
-    return Delivery(code_id, dest.e164, prepared, request, sub, purpose, automatic, undo, link_key, member, locale)
+    return Delivery(code_id, dest.e164, prepared, request, sub, purpose, automatic, undo, link_key, member, locale,
+                    region)
 
 
 def window_keys(ctx: Context, oid: str, mid: str, phone: str | None) -> list[str]:
