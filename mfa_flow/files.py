@@ -28,7 +28,7 @@ from mfa_flow.phone import parse_phone
 from mfa_flow.policy import Policy
 from mfa_flow.records import Member, Organization
 
-__all__ = ["Fixtures", "PolicyFile", "load_fixtures", "load_policy_file", "shown"]
+__all__ = ["Fixtures", "PolicyFile", "load_fixtures", "load_policy", "load_policy_file", "shown"]
 
 
 @attrs.frozen
@@ -96,6 +96,18 @@ def load_policy_file(path: str | Path, *, fixtures: Fixtures | None = None) -> P
     settings = [a.name for a in attrs.fields(Policy) if a.init]
     policy = _build(Policy, table, f"{name}: [policy]", settings, required={}, what="setting")
     return PolicyFile(policy, records)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Only the policy of a TOML file: its ``[policy]`` table, or settings at the top level (``Policy.from_toml``);
+    refused in the same ``FILE: WHERE KEY = VALUE: REASON`` shape."""
+    name, data = _read(path)
+    table, place = (data["policy"], f"{name}: [policy]") if "policy" in data else (data, f"{name}:")
+    if not isinstance(table, Mapping):
+        raise _refusal(f"{name}:", "policy", table, "must be a table of settings ([policy])")
+    settings = [a.name for a in attrs.fields(Policy) if a.init]
+    policy: Policy = _build(Policy, table, place, settings, required={}, what="setting")
+    return policy
 
 
 #: How much of a wrong value a refusal quotes.

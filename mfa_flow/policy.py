@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -63,7 +62,7 @@ def _window(field: str, value: object, *, optional: bool) -> Window | None:
 def _regions(field: str, value: object) -> frozenset[str]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ConfigurationError(f"Policy.{field}: must be a collection of ISO 3166 alpha-2 codes")
-    codes = frozenset(value)
+    codes = list(value)
     for code in codes:
         if not (isinstance(code, str) and len(code) == 2 and code.isascii() and code.isalpha()):
             raise ConfigurationError(f"Policy.{field}: {code!r} is not an ISO 3166 alpha-2 code")
@@ -73,10 +72,11 @@ def _regions(field: str, value: object) -> frozenset[str]:
 def _number_types(value: object) -> frozenset[str]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise ConfigurationError("Policy.blocked_number_types: must be a collection of number type names")
-    names = frozenset(value)
-    for name in names:
-        if name not in NUMBER_TYPE_NAMES:
+    items = list(value)
+    for name in items:
+        if not isinstance(name, str) or name not in NUMBER_TYPE_NAMES:
             raise ConfigurationError(f"Policy.blocked_number_types: unknown number type {name!r}")
+    names = frozenset(items)
     missing = DEFAULT_BLOCKED_NUMBER_TYPES - names
     if missing:
         # Premium-rate and friends are a rule, not a limit: a policy may add types, never drop these.
@@ -185,10 +185,9 @@ class Policy:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Policy:
-        """Read a policy from a TOML file whose keys are the field names (top level or ``[policy]``)."""
-        try:
-            data = tomllib.loads(Path(path).read_text("utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigurationError(f"Policy file {path}: {exc}") from exc
-        return cls.from_mapping(data.get("policy", data))
+        """Read a policy from a TOML file whose keys are the field names (``[policy]`` or top level); a refusal
+        names the file, the key and the value, as every policy file's does (``mfa_flow.files``)."""
+        from mfa_flow.files import load_policy  # files builds on this module
+
+        return load_policy(path)
 

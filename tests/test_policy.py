@@ -92,3 +92,21 @@ def test_policy_from_mapping_refuses_unknown_settings_and_bad_files(tmp_path: Pa
         Policy.from_toml(bad)
     with pytest.raises(ConfigurationError):
         Policy.from_toml(tmp_path / "missing.toml")
+
+
+def test_policy_from_toml_refuses_naming_the_file_the_key_and_the_value(tmp_path: Path) -> None:
+    """Policy.from_toml reads through the policy files' one path: the refusal says where, which key and what."""
+    path = tmp_path / "policy.toml"
+    path.write_text('[policy]\notp_ttl = "two minutes"\n')
+    with pytest.raises(ConfigurationError) as caught:
+        Policy.from_toml(path)
+    assert caught.value.error_message.startswith(f"{path}: [policy] otp_ttl = 'two minutes': ")
+    path.write_text("otp_ttl = 90\n")  # settings at the top level are a policy too
+    assert Policy.from_toml(path).otp_ttl == 90
+
+
+@pytest.mark.parametrize("field", ["allowed_regions", "unsupported_regions", "blocked_number_types"])
+def test_an_unhashable_item_in_a_collection_setting_is_a_configuration_error(field: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        Policy(**{field: [["US"]]})
+    assert field in caught.value.error_message
