@@ -23,10 +23,20 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from mfa_flow import AsyncMfaFlow, ConfigurationError, Event, MfaError, MfaFlow
+from mfa_flow import (
+    AsyncMfaFlow,
+    ConfigurationError,
+    Event,
+    Member,
+    MemoryDirectory,
+    MfaError,
+    MfaFlow,
+    Organization,
+    Policy,
+)
 from mfa_flow.errors import DeliveryFailed
 from mfa_flow.records import rfc3339, to_datetime
-from mfa_flow.testing import FakeClock
+from mfa_flow.testing import FakeClock, FakeTransport
 from mfa_flow.transports import DeliveryRejected, DeliveryUnknown, SmsMessage
 from mfa_flow.transports import _http as http_core
 from mfa_flow.transports import webhook as webhook_module
@@ -834,3 +844,15 @@ def test_mfa_flow_refuses_the_async_gateways(kind: str) -> None:
     with pytest.raises(ConfigurationError, match="transport: asynchronous; use AsyncMfaFlow"):
         MfaFlow(transport=gateway)
     rig.close()
+
+
+def test_the_text_says_the_policys_code_lifetime() -> None:
+    """The SMS states how long the code lives as the policy says, not a fixed two minutes."""
+    for ttl, said in ((120, "2 minutes"), (60, "1 minute"), (90, "90 seconds"), (300, "5 minutes")):
+        sms, directory = FakeTransport(), MemoryDirectory()
+        directory.put_organization(Organization("organization-text", mfa_policy="REQUIRED_FOR_ALL"))
+        directory.put_member(Member("member-text", "organization-text", mfa_phone_number="+14155550123",
+                                    mfa_phone_number_verified=True))
+        MfaFlow(policy=Policy(otp_ttl=ttl), transport=sms, directory=directory).authenticate_primary(
+            "organization-text", "member-text", "password")
+        assert sms.sent[-1].body.endswith(f"It expires in {said}."), sms.sent[-1].body

@@ -107,7 +107,7 @@ class FlowEngine:
                     raise ConfigurationError(f"transport: a code provider's {step} must be synchronous")
             provider = transport
         elif isinstance(transport, SmsGateway):
-            provider = LocalCodeProvider(transport, keyring)
+            provider = LocalCodeProvider(transport, keyring, expires_in=self.policy.otp_ttl)
         else:
             raise ConfigurationError("transport: must be an SMS gateway (deliver), a code provider or a remote one "
                                      "(StytchProvider)")

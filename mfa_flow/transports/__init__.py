@@ -52,10 +52,14 @@ class SmsMessage:
     locale: str | None
     member_id: str
     organization_id: str
+    expires_in: float = attrs.field(default=120, kw_only=True)  # seconds: the policy's otp_ttl
 
     @property
     def body(self) -> str:
-        return f"Your verification code is {self.code}. It expires in 2 minutes."
+        total = round(self.expires_in)
+        minutes, seconds = divmod(total, 60)
+        lasts = f"{minutes} minute{'s' * (minutes != 1)}" if minutes and not seconds else f"{total} seconds"
+        return f"Your verification code is {self.code}. It expires in {lasts}."
 
 
 @runtime_checkable
@@ -126,11 +130,12 @@ class LocalCodeProvider:
     It keeps no state of its own, so any process sharing the store and the key verifies a code.
     """
 
-    __slots__ = ("gateway", "keyring")
+    __slots__ = ("expires_in", "gateway", "keyring")
 
-    def __init__(self, gateway: SmsGateway, keyring: Keyring) -> None:
+    def __init__(self, gateway: SmsGateway, keyring: Keyring, *, expires_in: float = 120) -> None:
         self.gateway = gateway
         self.keyring = keyring
+        self.expires_in = expires_in  # what the text says of the code's lifetime (the policy's otp_ttl)
 
     def __repr__(self) -> str:
         return f"LocalCodeProvider({self.gateway!r})"
@@ -139,8 +144,8 @@ class LocalCodeProvider:
                 member_id: str) -> PreparedCode:
         code = generate_code()
         return PreparedCode(
-            code_id, self.keyring.sign(code_id, code), SmsMessage(to, code, locale, member_id, organization_id)
-        )
+            code_id, self.keyring.sign(code_id, code),
+            SmsMessage(to, code, locale, member_id, organization_id, expires_in=self.expires_in))
 
     def deliver(self, prepared: PreparedCode) -> Awaitable[None] | None:
         """The gateway's answer, returned: an asynchronous gateway's awaitable is awaited by AsyncMfaFlow."""
