@@ -444,6 +444,8 @@ def test_round_trips_per_public_call(redis_url: str, redis_db: Any) -> None:
         assert calls["authenticate_primary"] == ["MGET", "EVALSHA"]
         assert calls["authenticate_sms_otp"] == ["MGET", "EVALSHA"]
         assert calls["send_sms_otp"] == ["MGET", "EVALSHA"]
+        # a session used just now cannot owe a step-up: only its own record is read
+        assert calls["authenticate_session"] == ["MGET", "EVALSHA"]
         assert calls["get_member"] == ["MGET"]
         print("\nRedis round trips per public call:",
               {call: dict(Counter(c)) for call, c in calls.items()})

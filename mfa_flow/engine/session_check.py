@@ -11,6 +11,7 @@ from mfa_flow.engine.effects import Read
 from mfa_flow.engine.reading import Token, one_token, read_subject, resolve
 from mfa_flow.engine.send import send_automatically
 from mfa_flow.errors import TokenError
+from mfa_flow.records import Organization
 from mfa_flow.results import SessionCheck
 from mfa_flow.state import CodePhase, GuardPhase, SessionPhase, SessionState, clone
 from mfa_flow.stores import Write
@@ -32,17 +33,14 @@ def decide(ctx: Context, now: float, token: Token, verdict: object) -> Step:
     got = yield Read([k_session])
     record = core.check_session(value(got, k_session, SessionState, None), None, None, now, None, ctx.policy)
     org, base = yield from resolve(ctx, record.organization_id, record.member_id, session=token)
+    if not core.may_need_step_up(record, now, ctx.policy):  # the common case: no member record to read
+        return touched(record, k_session, org, now)
     sub, _ = yield from read_subject(org, base, now)
     session = core.settle_idle(record, now, sub.member, ctx.policy)
+    if session.state is SessionPhase.ACTIVE:  # idle, but the member has no active factor left to ask for
+        return touched(session, k_session, org, now)
     out = Outcome()
     oid, mid = org.organization_id, base.member_id
-    if session.state is SessionPhase.ACTIVE:
-        session = clone(session)
-        machine.fire(machine.SESSION, "touch", session, now=now)
-        out.writes[k_session] = Write(session, session.expires_at)
-        out.finish = lambda *_: SessionCheck(member_session=core.member_session(session, org),
-                                            step_up_required=False)
-        return out
     if session is not record:
         out.writes[k_session] = Write(session, session.expires_at)
     member = sub.member
@@ -59,4 +57,14 @@ def decide(ctx: Context, now: float, token: Token, verdict: object) -> Step:
                             secondary_auth_initiated="sms_otp" if initiated else None)
 
     out.finish = finish
+    return out
+
+
+def touched(session: SessionState, k_session: str, org: Organization, now: float) -> Outcome:
+    """A session that needs no step-up: its last access is set, and it is answered."""
+    session = clone(session)
+    machine.fire(machine.SESSION, "touch", session, now=now)
+    out = Outcome()
+    out.writes[k_session] = Write(session, session.expires_at)
+    out.finish = lambda *_: SessionCheck(member_session=core.member_session(session, org), step_up_required=False)
     return out
