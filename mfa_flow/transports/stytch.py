@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Generic, Self, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
@@ -417,7 +417,34 @@ class _Cache:
         return self.put_member(member_from(answer))
 
 
-class StytchDirectory:
+_P = TypeVar("_P", "StytchProvider", "AsyncStytchProvider")
+
+
+class _CachedDirectory(Generic[_P]):
+    """What both directories over Stytch share: the provider, the cache, and all that touches only the cache."""
+
+    def __init__(self, provider: _P, cache_seconds: float) -> None:
+        self._provider: _P = provider
+        self._cache = _Cache(cache_seconds)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._provider!r}, cache_seconds={self._cache.seconds:g})"
+
+    def find_member_by_phone(self, organization_id: str, e164: str) -> Member | None:  # noqa: ARG002 - Stytch's
+        return None
+
+    def refresh(self, answer: Mapping[str, Any]) -> Member:
+        """Cache the organization and member of a Stytch answer; the member."""
+        return self._cache.take(answer)
+
+    def put_organization(self, org: Organization) -> None:
+        self._cache.put_organization(org)
+
+    def put_member(self, member: Member) -> None:
+        self._cache.put_member(member)
+
+
+class StytchDirectory(_CachedDirectory[StytchProvider]):
     """Organizations and members read from Stytch's get endpoints and cached for ``cache_seconds``.
 
     The flow refreshes it from every send and authenticate answer (``refresh``); ``put_*`` only seed the
@@ -426,11 +453,7 @@ class StytchDirectory:
     """
 
     def __init__(self, provider: StytchProvider, *, cache_seconds: float = 60) -> None:
-        self._provider = provider
-        self._cache = _Cache(cache_seconds)
-
-    def __repr__(self) -> str:
-        return f"StytchDirectory({self._provider!r}, cache_seconds={self._cache.seconds:g})"
+        super().__init__(provider, cache_seconds)
 
     def get_organization(self, ref: str) -> Organization | None:
         hit = self._cache.organization(ref)
@@ -451,29 +474,12 @@ class StytchDirectory:
             answer = self._provider.get_member(org.organization_id, member_ref)
         return None if answer is None else self._cache.take(answer)
 
-    def find_member_by_phone(self, organization_id: str, e164: str) -> Member | None:  # noqa: ARG002 - Stytch's
-        return None
 
-    def refresh(self, answer: Mapping[str, Any]) -> Member:
-        """Cache the organization and member of a Stytch answer; the member."""
-        return self._cache.take(answer)
-
-    def put_organization(self, org: Organization) -> None:
-        self._cache.put_organization(org)
-
-    def put_member(self, member: Member) -> None:
-        self._cache.put_member(member)
-
-
-class AsyncStytchDirectory:
+class AsyncStytchDirectory(_CachedDirectory[AsyncStytchProvider]):
     """:class:`StytchDirectory` over :class:`AsyncStytchProvider`, for ``AsyncMfaFlow``."""
 
     def __init__(self, provider: AsyncStytchProvider, *, cache_seconds: float = 60) -> None:
-        self._provider = provider
-        self._cache = _Cache(cache_seconds)
-
-    def __repr__(self) -> str:
-        return f"AsyncStytchDirectory({self._provider!r}, cache_seconds={self._cache.seconds:g})"
+        super().__init__(provider, cache_seconds)
 
     async def get_organization(self, ref: str) -> Organization | None:
         hit = self._cache.organization(ref)
@@ -493,15 +499,3 @@ class AsyncStytchDirectory:
         with _reading_stytch():
             answer = await self._provider.get_member(org.organization_id, member_ref)
         return None if answer is None else self._cache.take(answer)
-
-    def find_member_by_phone(self, organization_id: str, e164: str) -> Member | None:  # noqa: ARG002 - Stytch's
-        return None
-
-    def refresh(self, answer: Mapping[str, Any]) -> Member:
-        return self._cache.take(answer)
-
-    def put_organization(self, org: Organization) -> None:
-        self._cache.put_organization(org)
-
-    def put_member(self, member: Member) -> None:
-        self._cache.put_member(member)
