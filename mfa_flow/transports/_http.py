@@ -153,6 +153,56 @@ def note_retry(name: str, message: SmsMessage, failure: str, attempt: int, retri
                 name, failure, mask_phone(message.to), attempt, retries, pause)
 
 
+class OwnedClient:
+    """An ``httpx.Client``: the caller's, never closed here, or one made here and closed by ``close``."""
+
+    _client: httpx.Client
+
+    def _take_client(self, client: object, timeout: httpx.Timeout | float | None, twin: str) -> None:
+        if client is not None and not isinstance(client, httpx.Client):
+            raise ConfigurationError(f"client: must be an httpx.Client (an httpx.AsyncClient goes to {twin}), "
+                                     f"got {type(client).__name__}")
+        self._owns_client = client is None
+        self._client = httpx.Client(timeout=timeout) if client is None else client
+
+    def close(self) -> None:
+        """Close the client made here; a client passed in is the caller's to close."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class AsyncOwnedClient:
+    """The asynchronous twin of :class:`OwnedClient`, over an ``httpx.AsyncClient``."""
+
+    _client: httpx.AsyncClient
+
+    def _take_client(self, client: object, timeout: httpx.Timeout | float | None, twin: str) -> None:
+        if client is not None and not isinstance(client, httpx.AsyncClient):
+            raise ConfigurationError(f"client: must be an httpx.AsyncClient (an httpx.Client goes to {twin}), "
+                                     f"got {type(client).__name__}")
+        self._owns_client = client is None
+        self._client = httpx.AsyncClient(timeout=timeout) if client is None else client
+
+    async def aclose(self) -> None:
+        """Close the client made here; a client passed in is the caller's to close."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
 class _Channel:
     """Settings both twins check the same way; ``repr`` shows the core's, credentials hidden."""
 
@@ -165,16 +215,12 @@ class _Channel:
         return f"{type(self).__name__}({self._core.describe()})"
 
 
-class SyncChannel(_Channel):
+class SyncChannel(_Channel, OwnedClient):
     """An SMS gateway over an ``httpx.Client``: the caller's (never closed here) or its own."""
 
     def __init__(self, core: Core, client: httpx.Client | None, timeout: object, connect_retries: object) -> None:
         super().__init__(core, timeout, connect_retries)
-        if client is not None and not isinstance(client, httpx.Client):
-            raise ConfigurationError(f"client: must be an httpx.Client (an httpx.AsyncClient goes to the "
-                                     f"Async twin), got {type(client).__name__}")
-        self._owns_client = client is None
-        self._client = httpx.Client(timeout=self._timeout) if client is None else client
+        self._take_client(client, self._timeout, "the Async twin")
 
     def deliver(self, message: SmsMessage) -> None:
         """Send ``message``; raise ``DeliveryRejected`` or ``DeliveryUnknown`` when that failed (see module)."""
@@ -196,30 +242,14 @@ class SyncChannel(_Channel):
                 break
         conclude(self._core.name, message, verdict or exhausted(self._retries + 1, failure))
 
-    def close(self) -> None:
-        """Close the client this gateway made; a client passed in is the caller's to close."""
-        if self._owns_client:
-            self._client.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-
-class AsyncChannel(_Channel):
+class AsyncChannel(_Channel, AsyncOwnedClient):
     """The asynchronous twin of :class:`SyncChannel`, over an ``httpx.AsyncClient``; for ``AsyncMfaFlow``."""
 
     def __init__(self, core: Core, client: httpx.AsyncClient | None, timeout: object,
                  connect_retries: object) -> None:
         super().__init__(core, timeout, connect_retries)
-        if client is not None and not isinstance(client, httpx.AsyncClient):
-            raise ConfigurationError(f"client: must be an httpx.AsyncClient (an httpx.Client goes to the "
-                                     f"synchronous twin), got {type(client).__name__}")
-        self._owns_client = client is None
-        self._client = httpx.AsyncClient(timeout=self._timeout) if client is None else client
+        self._take_client(client, self._timeout, "the synchronous twin")
 
     async def deliver(self, message: SmsMessage) -> None:
         """Send ``message``; raise ``DeliveryRejected`` or ``DeliveryUnknown`` when that failed (see module)."""
@@ -240,15 +270,3 @@ class AsyncChannel(_Channel):
             if verdict is not None:
                 break
         conclude(self._core.name, message, verdict or exhausted(self._retries + 1, failure))
-
-    async def aclose(self) -> None:
-        """Close the client this gateway made; a client passed in is the caller's to close."""
-        if self._owns_client:
-            await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()

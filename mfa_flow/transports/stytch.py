@@ -27,8 +27,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from types import TracebackType
-from typing import Any, Final, Generic, Self, TypeVar
+from typing import Any, Final, Generic, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
@@ -37,7 +36,15 @@ from mfa_flow._version import __version__
 from mfa_flow.errors import ConfigurationError, NotFoundError, ProviderError, UnexpectedResponse
 from mfa_flow.records import Member, Organization
 from mfa_flow.transports import DeliveryRejected, DeliveryUnknown, _http
-from mfa_flow.transports._http import CONNECT_ERRORS, check_retries, check_text, check_timeout, pauses
+from mfa_flow.transports._http import (
+    CONNECT_ERRORS,
+    AsyncOwnedClient,
+    OwnedClient,
+    check_retries,
+    check_text,
+    check_timeout,
+    pauses,
+)
 from mfa_flow.wire import (
     AUTHENTICATE,
     DELETE_MFA_PHONE_NUMBER,
@@ -178,7 +185,7 @@ def _none_if_not_found(error: Exception, error_type: str) -> dict[str, Any] | No
     return None
 
 
-class StytchProvider:
+class StytchProvider(OwnedClient):
     """Stytch's B2B SMS OTP API over an ``httpx.Client``: the caller's (never closed here) or its own.
 
     ``base_url=None`` chooses as the official SDK does (``project-live-`` → live API, else test API); pass
@@ -189,11 +196,7 @@ class StytchProvider:
                  client: httpx.Client | None = None, timeout: float | httpx.Timeout | None = None,
                  connect_retries: int = 2) -> None:
         self._api = _Api(project_id, secret, base_url, timeout, connect_retries)
-        if client is not None and not isinstance(client, httpx.Client):
-            raise ConfigurationError("client: must be an httpx.Client (an httpx.AsyncClient goes to "
-                                     "AsyncStytchProvider)")
-        self._owns_client = client is None
-        self._client = httpx.Client(timeout=self._api.timeout) if client is None else client
+        self._take_client(client, self._api.timeout, "AsyncStytchProvider")
 
     def __repr__(self) -> str:
         return self._api.describe(type(self))
@@ -264,31 +267,15 @@ class StytchProvider:
         """Organizations and members read from Stytch: the default directory in Stytch mode."""
         return StytchDirectory(self, cache_seconds=cache_seconds)
 
-    def close(self) -> None:
-        """Close the client this provider made; a client passed in is the caller's to close."""
-        if self._owns_client:
-            self._client.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-
-class AsyncStytchProvider:
+class AsyncStytchProvider(AsyncOwnedClient):
     """:class:`StytchProvider` over an ``httpx.AsyncClient``, for ``AsyncMfaFlow``."""
 
     def __init__(self, project_id: str, secret: str, *, base_url: str | None = None,
                  client: httpx.AsyncClient | None = None, timeout: float | httpx.Timeout | None = None,
                  connect_retries: int = 2) -> None:
         self._api = _Api(project_id, secret, base_url, timeout, connect_retries)
-        if client is not None and not isinstance(client, httpx.AsyncClient):
-            raise ConfigurationError("client: must be an httpx.AsyncClient (an httpx.Client goes to "
-                                     "StytchProvider)")
-        self._owns_client = client is None
-        self._client = httpx.AsyncClient(timeout=self._api.timeout) if client is None else client
+        self._take_client(client, self._api.timeout, "StytchProvider")
 
     def __repr__(self) -> str:
         return self._api.describe(type(self))
@@ -352,17 +339,6 @@ class AsyncStytchProvider:
 
     def directory(self, *, cache_seconds: float = 60) -> AsyncStytchDirectory:
         return AsyncStytchDirectory(self, cache_seconds=cache_seconds)
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
 
 
 # --- the directory in Stytch mode -------------------------------------------------------------------------
