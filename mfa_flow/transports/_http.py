@@ -19,6 +19,7 @@ the credentials) travels with them.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
 import time
@@ -146,6 +147,16 @@ def conclude(name: str, message: SmsMessage, verdict: Verdict) -> None:
     text = f"{name} may have sent the SMS to {masked}: {verdict.detail}; not retried"
     logger.warning("%s", text)
     raise DeliveryUnknown(text)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine: the one place plain http may go (a local emulator or receiver)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def note_retry(name: str, message: SmsMessage, failure: str, attempt: int, retries: int, pause: float) -> None:

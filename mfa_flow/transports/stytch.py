@@ -23,7 +23,6 @@ What a provider method answers:
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -70,15 +69,6 @@ TEST_URL: Final = "https://test.stytch.com/"
 _HEADERS: Final = {"Content-Type": "application/json", "User-Agent": f"mfa_flow/{__version__}"}
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def base_url_for(project_id: str) -> str:
     """The official SDK's rule: a ``project-live-`` project talks to the live API, any other to the test API."""
     return LIVE_URL if project_id.startswith("project-live-") else TEST_URL
@@ -97,7 +87,7 @@ class _Api:
             raise ConfigurationError("base_url: must be an http:// or https:// URL")
         if parts.username is not None or parts.password is not None:  # it would show in repr and logs
             raise ConfigurationError("base_url: must not carry credentials (the provider sends its own)")
-        if parts.scheme == "http" and not _loopback(parts.hostname):
+        if parts.scheme == "http" and not _http.is_loopback(parts.hostname):
             logger.warning("mfa_flow: the Stytch provider talks plain HTTP to %s: the secret crosses the network "
                            "unencrypted (use https:// outside a test network)", parts.hostname)
         self.base_url = url if url.endswith("/") else url + "/"

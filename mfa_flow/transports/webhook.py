@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import time
 import uuid
@@ -27,7 +26,7 @@ import httpx
 from mfa_flow.errors import ConfigurationError
 from mfa_flow.records import rfc3339, to_datetime
 from mfa_flow.transports import SmsMessage
-from mfa_flow.transports._http import AsyncChannel, SyncChannel, Verdict
+from mfa_flow.transports._http import AsyncChannel, SyncChannel, Verdict, is_loopback
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "AsyncWebhookGateway", "WebhookGateway", "verify_webhook"]
 
@@ -71,15 +70,6 @@ def verify_webhook(body: bytes, timestamp: str, signature: str, secret: bytes | 
     return hmac.compare_digest(_sign(key, timestamp, bytes(body)), signature)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _url(url: object) -> httpx.URL:
     if not isinstance(url, str):
         raise ConfigurationError(f"url: must be a string, got {type(url).__name__}")
@@ -89,7 +79,7 @@ def _url(url: object) -> httpx.URL:
         raise ConfigurationError("url: not a valid URL") from None
     if parsed.userinfo:
         raise ConfigurationError("url: must not carry credentials (user:password@host); use the signature")
-    if not parsed.host or not (parsed.scheme == "https" or (parsed.scheme == "http" and _is_loopback(parsed.host))):
+    if not parsed.host or not (parsed.scheme == "https" or (parsed.scheme == "http" and is_loopback(parsed.host))):
         raise ConfigurationError("url: must be https:// (plain http:// only to a loopback host, for tests)")
     return parsed
 
