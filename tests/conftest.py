@@ -112,3 +112,18 @@ def member_flow(flow: FlowFactory, setup_member: SetupMember) -> FlowFactory:
         return mfa
 
     return make
+
+
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The backoff pauses the HTTP gateways and Stytch providers took, recorded instead of slept."""
+    from mfa_flow.transports import _http as http_core  # here: httpx only for the tests that send
+
+    taken: list[float] = []
+
+    async def asleep(seconds: float) -> None:
+        taken.append(seconds)
+
+    monkeypatch.setattr(http_core, "sleep", taken.append)
+    monkeypatch.setattr(http_core, "async_sleep", asleep)
+    return taken

@@ -38,7 +38,6 @@ from mfa_flow.errors import DeliveryFailed
 from mfa_flow.records import rfc3339, to_datetime
 from mfa_flow.testing import FakeClock, FakeTransport
 from mfa_flow.transports import DeliveryRejected, DeliveryUnknown, SmsMessage
-from mfa_flow.transports import _http as http_core
 from mfa_flow.transports import webhook as webhook_module
 from mfa_flow.transports.twilio import AsyncTwilioGateway, TwilioGateway
 from mfa_flow.transports.webhook import (
@@ -151,24 +150,14 @@ class Rig:
             self.run(client.aclose() if isinstance(client, httpx.AsyncClient) else client.close())
 
 
+pytestmark = pytest.mark.usefixtures("pauses")  # no test sleeps through a backoff
+
+
 @pytest.fixture(params=[False, True], ids=["sync", "async"])
 def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     made = Rig(request.param)
     yield made
     made.close()
-
-
-@pytest.fixture(autouse=True)
-def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The backoff pauses the gateways took, recorded instead of slept."""
-    taken: list[float] = []
-
-    async def asleep(seconds: float) -> None:
-        taken.append(seconds)
-
-    monkeypatch.setattr(http_core, "sleep", taken.append)
-    monkeypatch.setattr(http_core, "async_sleep", asleep)
-    return taken
 
 
 def form(request: httpx.Request) -> dict[str, list[str]]:

@@ -36,7 +36,6 @@ from mfa_flow.errors import (
     error_for,
 )
 from mfa_flow.transports import DeliveryRejected, DeliveryUnknown
-from mfa_flow.transports import _http as http_core
 from mfa_flow.transports import stytch as stytch_module
 from mfa_flow.transports.stytch import (
     AsyncStytchDirectory,
@@ -182,24 +181,14 @@ class Rig:
         self.runner.close()
 
 
+pytestmark = pytest.mark.usefixtures("pauses")  # no test sleeps through a backoff
+
+
 @pytest.fixture(params=[False, True], ids=["sync", "async"])
 def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     made = Rig(request.param)
     yield made
     made.close()
-
-
-@pytest.fixture(autouse=True)
-def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The backoff pauses the provider took, recorded instead of slept."""
-    taken: list[float] = []
-
-    async def asleep(seconds: float) -> None:
-        taken.append(seconds)
-
-    monkeypatch.setattr(http_core, "sleep", taken.append)
-    monkeypatch.setattr(http_core, "async_sleep", asleep)
-    return taken
 
 
 def scripted(rig: Rig, method: str, *steps: Any, **kwargs: Any) -> tuple[Stytch, Any]:
