@@ -9,8 +9,6 @@ that a policy number decides carries it (``expire [code_expired (otp_ttl 120 s)]
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Callable
 from typing import Any, Literal, overload
 
@@ -107,6 +105,9 @@ def _dot(drawn: list[tuple[str, Any, _Drawing]]) -> str:
 
 def _graphviz(source: str, fmt: str) -> bytes:
     """``source`` laid out by ``dot -T<fmt>``; a ConfigurationError naming the package when there is no dot."""
+    import shutil  # here, not at the top: kept out of `import mfa_flow`, which no login needs (issue 11)
+    import subprocess
+
     program = shutil.which("dot")
     if program is None:
         raise ConfigurationError(f"format {fmt}: needs Graphviz's dot program, which is not on PATH "

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from importlib import resources
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from mfa_flow.errors import ConfigurationError
 from mfa_flow.phone import NUMBER_TYPE_NAMES, parse_phone
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["DEFAULT_BLOCKED_NUMBER_TYPES", "Policy", "shipped_unsupported_regions"]
 
@@ -27,6 +28,8 @@ SESSION_MINUTES_RANGE = (5, 527040)
 
 def shipped_unsupported_regions() -> frozenset[str]:
     """The unsupported-country list shipped with the package (ISO 3166-1 alpha-2)."""
+    from importlib import resources  # here: read once per Policy, and without site it costs `import mfa_flow` ~4 ms
+
     text = resources.files("mfa_flow").joinpath("data/unsupported_regions.txt").read_text("utf-8")
     return frozenset(
         code for line in text.splitlines() if (code := line.split("#", 1)[0].strip())

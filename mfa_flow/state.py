@@ -13,7 +13,6 @@ import enum
 import operator
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import attrs
 
@@ -36,6 +35,13 @@ __all__ = [
     "keys",
     "replace",
 ]
+
+
+def quote(string: str, safe: str) -> str:
+    """``urllib.parse.quote``, loaded on the first id holding ':' or '%' (rare), not by ``import mfa_flow``."""
+    from urllib.parse import quote
+
+    return quote(string, safe=safe)
 
 
 class CodePhase(enum.Enum):

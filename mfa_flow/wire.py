@@ -8,8 +8,6 @@ refused as :class:`~mfa_flow.errors.UnexpectedResponse` naming the field: nothin
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, TypeVar
@@ -101,6 +99,8 @@ def _shown(name: str) -> str:
 
 def parse_body(raw: bytes) -> dict[str, Any]:
     """A JSON object, or ``bad_request`` saying why not."""
+    import json  # here, not at the top: only the emulator reads bodies, so `import mfa_flow` need not load it
+
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
@@ -112,6 +112,8 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 
 def new_request_id() -> str:
     """A request id shaped like those of Stytch's test environment."""
+    import uuid  # here, not at the top: only the emulator makes request ids, so `import mfa_flow` need not load it
+
     return f"request-id-test-{uuid.uuid4()}"
 
 

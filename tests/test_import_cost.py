@@ -1,20 +1,24 @@
 """What ``import mfa_flow`` loads (issue 11): the synchronous flow on the memory store and nothing more.
 
 Async, the durable stores, the emulator, httpx and the Stytch provider load on first use, and still work
-when touched. Each check runs in a fresh interpreter: this process has long imported everything. The import
-time itself is measured by benchmarks/bench_import.py, not asserted here.
+when touched; so do the standard-library modules that only functions off a login's path use. Each check
+runs in a fresh interpreter: this process has long imported everything. The import time itself is measured
+by benchmarks/bench_import.py, not asserted here.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.test_public_api import run_python
+from tests.test_public_api import ROOT, run_python
 
 #: Every mfa_flow module ``import mfa_flow`` loads. A new module on this list is a new import-time cost:
 #: add it here only if the synchronous flow needs it on every call.
@@ -37,6 +41,14 @@ LAZY_MODULES = (
     "asyncio", "concurrent.futures", "sqlite3", "httpx", "starlette", "uvicorn", "redis",
     "mfa_flow.aio", "mfa_flow.stores.sqlite", "mfa_flow.stores.redis", "mfa_flow.transports.stytch",
     "mfa_flow.emulator",
+)
+
+#: Standard-library modules that only functions off a login's path use, so they import them where they are
+#: used: Graphviz's call (diagram: subprocess, shutil), the emulator's bodies and request ids (wire: json,
+#: uuid), policy files (files: tomllib), the shipped region list (policy: importlib.resources, and pathlib
+#: with it) and the escaping of an id holding ':' or '%' (state: urllib.parse).
+DEFERRED_MODULES = (
+    "subprocess", "shutil", "json", "uuid", "tomllib", "importlib.resources", "pathlib", "urllib.parse",
 )
 
 ORG, MEMBER, PHONE = "organization-test-1", "member-test-1", "+14155550123"
@@ -71,6 +83,19 @@ def fresh(code: str) -> Any:
     return json.loads(run_python(textwrap.dedent(code)))
 
 
+def fresh_without_site(code: str) -> Any:
+    """:func:`fresh` under ``-S``: site's ``.pth`` files may load some of :data:`DEFERRED_MODULES` at startup
+    (here one imports certifi, which loads pathlib, importlib.resources and urllib.parse), and a module already
+    loaded would hide ``import mfa_flow`` loading it too."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run(  # noqa: S603 - this interpreter, with code fixed by the tests
+        [sys.executable, "-S", "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_import_mfa_flow_loads_exactly_the_eager_modules() -> None:
     loaded = fresh("""
         import json, sys
@@ -90,6 +115,46 @@ def test_import_mfa_flow_leaves_async_durable_stores_http_and_emulator_unloaded(
         print(json.dumps([loaded, missing]))
     """)
     assert found == [[], []]
+
+
+def test_import_mfa_flow_leaves_the_modules_only_functions_off_a_login_path_use_unloaded() -> None:
+    found = fresh_without_site(f"""
+        import sys
+        at_startup = [m for m in {DEFERRED_MODULES!r} if m in sys.modules]
+        import mfa_flow
+        loaded = [m for m in {DEFERRED_MODULES!r} if m in sys.modules]
+        import importlib.util, json
+        # none was loaded before, so none loaded after is a finding; each name is a module that exists
+        missing = [m for m in {DEFERRED_MODULES!r} if importlib.util.find_spec(m) is None]
+        print(json.dumps([at_startup, loaded, missing]))
+    """)
+    assert found == [[], [], []]
+
+
+def test_functions_off_a_login_path_import_what_they_use_when_first_called() -> None:
+    """In a process where ``import mfa_flow`` left them unloaded (the test above); the diagram's Graphviz call is
+    tests/test_cli.py's (it needs dot)."""
+    found = fresh_without_site("""
+        import re
+        from mfa_flow import Policy
+        from mfa_flow.policy import shipped_unsupported_regions
+        from mfa_flow.state import keys
+        from mfa_flow.wire import new_request_id, parse_body
+        regions = Policy().unsupported_regions
+        request_id = re.fullmatch(r"request-id-test-[0-9a-f-]{36}", new_request_id()) is not None
+        answers = [keys.subject("org:1", "m"), keys.subject("org", "1:m"), keys.member("o%", "m"),
+                   parse_body(b'{"a": [1]}'), request_id, regions == shipped_unsupported_regions() and len(regions) > 0]
+        import json
+        print(json.dumps(answers))
+    """)
+    assert found == [
+        ["member:org%3A1:m", "guard:org%3A1:m", "code:org%3A1:m"],
+        ["member:org:1%3Am", "guard:org:1%3Am", "code:org:1%3Am"],
+        "member:o%25:m",
+        {"a": [1]},
+        True,
+        True,
+    ]
 
 
 def test_async_mfa_flow_loads_on_first_use_and_runs_a_login() -> None:
