@@ -21,7 +21,7 @@ PER_CALL = {
     "authenticate_primary": (1, 1, 1),
     "send_sms_otp": (1, 1, 1),
     "authenticate_sms_otp": (1, 1, 1),
-    "authenticate_session": (1, 2, 1),
+    "authenticate_session": (1, 1, 1),  # a session used just now: its own record only
 }
 
 
