@@ -37,7 +37,6 @@ from mfa_flow.events import SendContext
 from mfa_flow.state import CodePhase, CodeState, LoginState, SessionState, keys
 from mfa_flow.stores import MemoryStore, SqliteStore
 from mfa_flow.testing import FakeClock, FakeTransport
-from mfa_flow.transports import _http
 from mfa_flow.transports.stytch import AsyncStytchProvider, StytchProvider
 from tests.emulator_server import require
 from tests.fake_stytch import PROJECT_ID, SECRET, FakeStytch, Recorded, answer, error, session_answer
@@ -214,19 +213,6 @@ def make_env(twin: str) -> Iterator[Callable[..., Env]]:
 @pytest.fixture
 def env(make_env: Callable[..., Env]) -> Env:
     return make_env()
-
-
-@pytest.fixture
-def no_pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The connect-retry pauses, recorded instead of slept."""
-    pauses: list[float] = []
-
-    async def async_sleep(seconds: float) -> None:
-        pauses.append(seconds)
-
-    monkeypatch.setattr(_http, "sleep", pauses.append)
-    monkeypatch.setattr(_http, "async_sleep", async_sleep)
-    return pauses
 
 
 def assert_from_stytch(err: MfaError) -> None:
@@ -546,13 +532,13 @@ def test_a_stytch_refusal_still_counts_toward_the_send_limit(env: Env) -> None:
     assert "otp.sent" not in names(env.events)
 
 
-def test_the_link_is_rolled_back_on_delivery_rejected(env: Env, no_pauses: list[float]) -> None:
+def test_the_link_is_rolled_back_on_delivery_rejected(env: Env, pauses: list[float]) -> None:
     env.stytch.script("send", httpx.ConnectError, httpx.ConnectTimeout, httpx.ConnectError)
     err = env.refused("downstream_carrier_error", "send_sms_otp", ORG, BOB, mfa_phone_number=NEW_PHONE)
     assert isinstance(err, DeliveryFailed)
     assert err.status_code == 502
     assert [r.body for r in env.calls()] == [send_body(BOB, mfa_phone_number=NEW_PHONE)] * 3  # connect_retries=2
-    assert len(no_pauses) == 2
+    assert len(pauses) == 2
     assert env.run("get_member", ORG, BOB).mfa_phone_number == ""
     assert env.code_marker(BOB) is None
     assert names(env.events) == ["phone.linked", "member.updated", "member.updated", "delivery.failed"]
@@ -573,12 +559,12 @@ UNKNOWN_DELIVERY = [
 
 
 @pytest.mark.parametrize("step", UNKNOWN_DELIVERY)
-def test_the_link_is_kept_on_delivery_unknown(env: Env, no_pauses: list[float], step: Any) -> None:
+def test_the_link_is_kept_on_delivery_unknown(env: Env, pauses: list[float], step: Any) -> None:
     env.stytch.script("send", step)
     err = env.refused("downstream_carrier_error", "send_sms_otp", ORG, BOB, mfa_phone_number=NEW_PHONE)
     assert isinstance(err, DeliveryFailed)
     assert [r.body for r in env.calls()] == [send_body(BOB, mfa_phone_number=NEW_PHONE)]  # never retried
-    assert no_pauses == []
+    assert pauses == []
     member = env.run("get_member", ORG, BOB)
     assert (member.mfa_phone_number, member.mfa_phone_number_verified) == (NEW_PHONE, False)
     marker = env.code_marker(BOB)
@@ -703,7 +689,7 @@ def test_another_refusal_takes_the_attempt_back(make_env: Callable[..., Env], st
 
 
 def test_an_authenticate_that_never_reached_stytch_takes_the_attempt_back(
-    make_env: Callable[..., Env], no_pauses: list[float]
+    make_env: Callable[..., Env], pauses: list[float]
 ) -> None:
     env = make_env(lockout_threshold=2)
     env.stytch.script("authenticate", WRONG, *[httpx.ConnectError] * 3)
@@ -712,7 +698,7 @@ def test_an_authenticate_that_never_reached_stytch_takes_the_attempt_back(
         env.run("authenticate_sms_otp", ORG, ADA, CODE, session_token=SESSION)
     assert "could not be reached; the attempt was not counted" in caught.value.error_message
     assert len(env.calls()) == 4  # connect failures are retried: the request surely never arrived
-    assert len(no_pauses) == 2
+    assert len(pauses) == 2
     assert env.failures() == 1
     assert env.run("get_member", ORG, ADA).is_locked is False
 
@@ -745,7 +731,7 @@ def test_stytchs_lock_answered_before_our_threshold_locks_here_too(make_env: Cal
     assert env.run("get_member", ORG, ADA).is_locked is True
 
 
-def test_a_directory_read_that_cannot_reach_stytch_says_so(env: Env, no_pauses: list[float]) -> None:
+def test_a_directory_read_that_cannot_reach_stytch_says_so(env: Env, pauses: list[float]) -> None:
     env.stytch.script("get_organization", *[httpx.ConnectError] * 3)
     err = env.refused("internal_server_error", "send_sms_otp", ORG, ADA, intermediate_session_token=IST)
     assert type(err) is ProviderError
@@ -1207,7 +1193,7 @@ def test_a_refused_delete_changes_nothing_locally(env: Env) -> None:
 
 
 def test_stytch_session_tokens_and_the_secret_never_leak(env: Env, caplog: pytest.LogCaptureFixture,
-                                                          no_pauses: list[float]) -> None:
+                                                          pauses: list[float]) -> None:
     caplog.set_level(logging.DEBUG)
     seen: list[object] = []
     env.stytch.script("authenticate", WRONG, env.session_step(SESSION), httpx.ReadTimeout)
