@@ -43,7 +43,7 @@ __all__ = [
     "check_lock",
     "check_methods",
     "check_session",
-    "may_need_step_up",
+    "idle_too_long",
     "merged_member",
     "mfa_owed",
     "settle_code",
@@ -185,15 +185,13 @@ def check_session(session: SessionState | None, organization_id: str | None, mem
     return session if member is None else settle_idle(session, now, member, policy)
 
 
-def may_need_step_up(session: SessionState, now: float, policy: Policy) -> bool:
-    """Whether the inactivity rule can ask this valid session for a step-up (then it needs the member's
-    factors): it is idle too long, or a step-up is already owed."""
-    return session.state is not SessionPhase.ACTIVE or now - session.last_accessed_at > policy.inactivity_timeout
+def idle_too_long(session: SessionState, now: float, policy: Policy) -> bool:
+    return now - session.last_accessed_at > policy.inactivity_timeout
 
 
 def settle_idle(session: SessionState, now: float, member: Member, policy: Policy) -> SessionState:
     """The lazy inactivity check of a valid session: idle too long with an active factor → step-up."""
-    if session.state is SessionPhase.ACTIVE and may_need_step_up(session, now, policy):
+    if session.state is SessionPhase.ACTIVE and idle_too_long(session, now, policy):
         session = clone(session)
         machine.fire(machine.SESSION, "idle", session, now=now, inactivity_timeout=policy.inactivity_timeout,
                      has_active_factor=member.has_active_factor)

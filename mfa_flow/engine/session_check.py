@@ -33,8 +33,8 @@ def decide(ctx: Context, now: float, token: Token, verdict: object) -> Step:
     got = yield Read([k_session])
     record = core.check_session(value(got, k_session, SessionState, None), None, None, now, None, ctx.policy)
     org, base = yield from resolve(ctx, record.organization_id, record.member_id, session=token)
-    if not core.may_need_step_up(record, now, ctx.policy):  # the common case: no member record to read
-        return touched(record, k_session, org, now)
+    if record.state is SessionPhase.ACTIVE and not core.idle_too_long(record, now, ctx.policy):
+        return touched(record, k_session, org, now)  # the common case: it owes no step-up, so no member record
     sub, _ = yield from read_subject(org, base, now)
     session = core.settle_idle(record, now, sub.member, ctx.policy)
     if session.state is SessionPhase.ACTIVE:  # idle, but the member has no active factor left to ask for
