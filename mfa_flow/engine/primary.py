@@ -36,28 +36,28 @@ def plan(ctx: Context, now: float, organization_id: object, member_id: object, m
                         f"method: of type {type(method).__name__}, not a string")
         + f"; one of {', '.join(core.PRIMARY_FACTORS)}")
     loc = None if locale is None else core.check_locale(locale)
+    token, token_error = None, None
+    if session_token is not None:
+        try:
+            token = Token.of("session", text(session_token, "session_token"))
+        except RequestError as malformed:
+            token_error = malformed
     ist = crypto.new_token()  # minted (and hashed) once per call: re-runs and the hooks' verdict see one binding
-    return partial(decide, ctx, now, organization_id, member_id, name, method_error, session_token, loc, ist,
+    return partial(decide, ctx, now, organization_id, member_id, name, method_error, token, token_error, loc, ist,
                    token_digest(ist))
 
 
-def _session_of(session_ref: object) -> Token | None:
-    """The session a call carries, for the inactive-member rule; a malformed one is refused in its turn."""
-    try:
-        return None if session_ref is None else Token.of("session", text(session_ref, "session_token"))
-    except RequestError:
-        return None
-
-
 def decide(ctx: Context, now: float, org_ref: object, member_ref: object, method: str,
-           method_error: RequestError | None, session_ref: object, locale: str | None, ist: str,
-           ist_digest: str, verdict: object) -> Step:
-    org, base = yield from resolve(ctx, org_ref, member_ref, session=_session_of(session_ref))
-    if method_error is not None:  # checked after organization, member and status (docs/rules.md, order of checks)
+           method_error: RequestError | None, token: Token | None, token_error: RequestError | None,
+           locale: str | None, ist: str, ist_digest: str, verdict: object) -> Step:
+    org, base = yield from resolve(ctx, org_ref, member_ref, session=token)
+    # checked after organization, member and status (docs/rules.md, order of checks)
+    if method_error is not None:
         raise method_error
-    session_token = None if session_ref is None else text(session_ref, "session_token")
+    if token_error is not None:
+        raise token_error
+    session_token = None if token is None else token.value
     policy = ctx.policy
-    token = None if session_token is None else Token.of("session", session_token)
     # Read up front with the member's records: the windows the automatic send would count in.
     also = [*index_key(base.member_id), *window_keys(ctx, org.organization_id, base.member_id,
                                                       base.mfa_phone_number)]
