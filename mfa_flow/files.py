@@ -90,19 +90,20 @@ def load_policy_file(path: str | Path, *, fixtures: Fixtures | None = None) -> P
     records = _fixtures(name, data, allowed=("policy", "organizations", "members"), base=fixtures or Fixtures())
     if "policy" not in data:
         return PolicyFile(None, records)
-    table = data["policy"]
-    if not isinstance(table, Mapping):
-        raise _refusal(f"{name}:", "policy", table, "must be a table of settings ([policy])")
-    settings = [a.name for a in attrs.fields(Policy) if a.init]
-    policy = _build(Policy, table, f"{name}: [policy]", settings, required={}, what="setting")
-    return PolicyFile(policy, records)
+    return PolicyFile(_policy(name, data["policy"], f"{name}: [policy]"), records)
 
 
 def load_policy(path: str | Path) -> Policy:
     """Only the policy of a TOML file: its ``[policy]`` table, or settings at the top level (``Policy.from_toml``);
     refused in the same ``FILE: WHERE KEY = VALUE: REASON`` shape."""
     name, data = _read(path)
-    table, place = (data["policy"], f"{name}: [policy]") if "policy" in data else (data, f"{name}:")
+    if "policy" in data:
+        return _policy(name, data["policy"], f"{name}: [policy]")
+    return _policy(name, data, f"{name}:")
+
+
+def _policy(name: str, table: object, place: str) -> Policy:
+    """A policy from its table of settings, refused naming the setting at fault."""
     if not isinstance(table, Mapping):
         raise _refusal(f"{name}:", "policy", table, "must be a table of settings ([policy])")
     settings = [a.name for a in attrs.fields(Policy) if a.init]
