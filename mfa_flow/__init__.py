@@ -5,6 +5,7 @@
 
 import typing
 
+from mfa_flow import _lazy
 from mfa_flow._version import __version__
 from mfa_flow.clock import Clock, SystemClock
 from mfa_flow.diagram import diagram
@@ -60,15 +61,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """``AsyncMfaFlow`` loads on first use: it pulls in asyncio (about 25 ms) that a synchronous user never needs."""
-    if name == "AsyncMfaFlow":
-        from mfa_flow.aio import AsyncMfaFlow
-
-        globals()[name] = AsyncMfaFlow
-        return AsyncMfaFlow
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+# AsyncMfaFlow loads on first use: it pulls in asyncio (about 25 ms), which a synchronous user never needs.
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, {"AsyncMfaFlow": "mfa_flow.aio"})

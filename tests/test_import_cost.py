@@ -23,7 +23,7 @@ from tests.test_public_api import ROOT, run_python
 #: Every mfa_flow module ``import mfa_flow`` loads. A new module on this list is a new import-time cost:
 #: add it here only if the synchronous flow needs it on every call.
 EAGER_MODULES = frozenset({
-    "mfa_flow", "mfa_flow._numbers", "mfa_flow._version", "mfa_flow.arguments", "mfa_flow.clock",
+    "mfa_flow", "mfa_flow._lazy", "mfa_flow._numbers", "mfa_flow._version", "mfa_flow.arguments", "mfa_flow.clock",
     "mfa_flow.core", "mfa_flow.crypto", "mfa_flow.diagram", "mfa_flow.directory", "mfa_flow.errors",
     "mfa_flow.events", "mfa_flow.flow", "mfa_flow.machine", "mfa_flow.phone", "mfa_flow.policy",
     "mfa_flow.records", "mfa_flow.results", "mfa_flow.state", "mfa_flow.transports", "mfa_flow.wire",

@@ -4,9 +4,9 @@ The SQLite and Redis stores load on first use (``from mfa_flow.stores import Sql
 they pull in sqlite3, asyncio and the codec, which a flow on the memory store never needs.
 """
 
-import importlib
 import typing
 
+from mfa_flow import _lazy
 from mfa_flow.stores._base import AsyncStore, AsyncTransaction, Entry, Store, Transaction, Write
 from mfa_flow.stores.memory import MemoryStore
 
@@ -29,20 +29,8 @@ __all__ = [
     "Write",
 ]
 
-_LAZY = {
-    "SqliteStore": "sqlite", "AsyncSqliteStore": "sqlite",
-    "RedisStore": "redis", "AsyncRedisStore": "redis", "EvictionPolicyWarning": "redis",
-}
-
-
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # once: later lookups are plain globals
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = _lazy.lazy_exports(__name__, {
+    "SqliteStore": f"{__name__}.sqlite", "AsyncSqliteStore": f"{__name__}.sqlite",
+    "RedisStore": f"{__name__}.redis", "AsyncRedisStore": f"{__name__}.redis",
+    "EvictionPolicyWarning": f"{__name__}.redis",
+})
