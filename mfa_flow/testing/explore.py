@@ -471,8 +471,10 @@ class Checker:
                 passed_ist = "intermediate_session_token" in token
                 carries = action[3] == "own" and not passed_ist and known.session_factor
                 if known.active_factor and not carries:
+                    how = ("no token" if action[3] == "none"
+                           else f"{_TOKEN_WORDS[action[3]]}, which carries none of those factors")
                     broken.append(("unverified_link", (f"a number was linked to {name}, who has an active MFA "
-                                                      f"factor, with {_TOKEN_WORDS[action[3]]} carrying none")))
+                                                      f"factor, with {how}")))
                 if p.link_phone_on == "send":
                     known = self._set(name, linked=_e164(number) or number, verified=False)
         elif kind == "verify":
