@@ -6,6 +6,7 @@ Everything is at module level so that a counter-example's ``to_pytest()`` can im
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from typing import Any
 
@@ -119,19 +120,31 @@ def flow_with_two_faults(policy: Policy, *, clock: FakeClock, transport: FakeTra
 
 
 @attrs.define
-class LengthCheckingProvider:
-    """A code provider whose ``verify`` was left as a development stub: any six characters pass."""
+class HashingProvider:
+    """An application's own code provider (codes kept as SHA-256 digests), correct as it stands: the faults
+    below are each one change to it."""
 
     gateway: FakeTransport
 
     def prepare(self, *, code_id: str, to: str, locale: str | None, organization_id: str,
                 member_id: str) -> PreparedCode:
         code = f"{secrets.randbelow(1_000_000):06d}"
-        digest = hashlib.sha256(f"{code_id}:{code}".encode()).digest()
-        return PreparedCode(code_id, digest, SmsMessage(to, code, locale, member_id, organization_id))
+        return PreparedCode(code_id, self.digest(code_id, code), SmsMessage(to, code, locale, member_id,
+                                                                            organization_id))
 
     def deliver(self, prepared: PreparedCode) -> None:
         self.gateway.deliver(prepared.message)
+
+    def verify(self, code_id: str, code: str, digest: bytes) -> bool:
+        return hmac.compare_digest(self.digest(code_id, code), digest)
+
+    @staticmethod
+    def digest(code_id: str, code: str) -> bytes:
+        return hashlib.sha256(f"{code_id}:{code}".encode()).digest()
+
+
+class LengthCheckingProvider(HashingProvider):
+    """A code provider whose ``verify`` was left as a development stub: any six characters pass."""
 
     def verify(self, code_id: str, code: str, digest: bytes) -> bool:
         return len(code) == 6  # the fault: the digest is never compared
@@ -140,6 +153,31 @@ class LengthCheckingProvider:
 def flow_accepting_any_code(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
                             events: list[EventSink]) -> MfaFlow:
     return MfaFlow(policy=policy, clock=clock, transport=LengthCheckingProvider(transport), events=events)
+
+
+@attrs.define
+class OutOfOrderTolerantProvider(HashingProvider):
+    """"Texts arrive out of order, so accept any code we sent that member": the provider remembers every code
+    it sent per member and lets any of them through, so a resend no longer supersedes the previous code."""
+
+    members: dict[str, str] = attrs.field(factory=dict)  # code id -> member id
+    sent: dict[str, set[str]] = attrs.field(factory=dict)  # member id -> every code sent to it
+
+    def prepare(self, *, code_id: str, to: str, locale: str | None, organization_id: str,
+                member_id: str) -> PreparedCode:
+        prepared = super().prepare(code_id=code_id, to=to, locale=locale, organization_id=organization_id,
+                                   member_id=member_id)
+        self.members[code_id] = member_id
+        self.sent.setdefault(member_id, set()).add(prepared.message.code)
+        return prepared
+
+    def verify(self, code_id: str, code: str, digest: bytes) -> bool:
+        return super().verify(code_id, code, digest) or code in self.sent.get(self.members.get(code_id, ""), ())
+
+
+def flow_accepting_earlier_codes(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                                 events: list[EventSink]) -> MfaFlow:
+    return MfaFlow(policy=policy, clock=clock, transport=OutOfOrderTolerantProvider(transport), events=events)
 
 
 class Facade:
@@ -163,6 +201,44 @@ class SsoCountsAsMfa(Facade):
                                            intermediate_session_token=result.intermediate_session_token)
         return attrs.evolve(result, intermediate_session_token="", session_token=done.session_token,
                             member_session=done.member_session, mfa_required=None)
+
+
+class LoginUnlocks(Facade):
+    """"A member who passed the password has proved who they are": every login first clears the MFA lock, so
+    wrong codes cost nothing but the next login."""
+
+    def authenticate_primary(self, organization_id: str, member_id: str, method: PrimaryMethod, **kwargs: Any) -> Any:
+        self.flow.unlock_member(organization_id, member_id)
+        return self.flow.authenticate_primary(organization_id, member_id, method, **kwargs)
+
+
+class RelinkingWithUncheckedTotp(Facade):
+    """A fix for a support ticket ("adding a phone says insufficient_factors"): when linking a number is refused
+    for lack of a factor, log the member in again, record the TOTP factor the form never checked, and send."""
+
+    def send_sms_otp(self, organization_id: str, member_id: str, *, mfa_phone_number: str | None = None,
+                     **kwargs: Any) -> Any:
+        try:
+            return self.flow.send_sms_otp(organization_id, member_id, mfa_phone_number=mfa_phone_number, **kwargs)
+        except MfaError as exc:
+            if mfa_phone_number is None or exc.error_type not in ("insufficient_factors",
+                                                                  "no_associated_session_passed_in"):
+                raise
+        login = self.flow.authenticate_primary(organization_id, member_id, "password")
+        done = self.flow.record_mfa_factor(organization_id, member_id, "totp",
+                                           intermediate_session_token=login.intermediate_session_token)
+        return self.flow.send_sms_otp(organization_id, member_id, mfa_phone_number=mfa_phone_number,
+                                      session_token=done.session_token)
+
+
+def flow_unlocking_on_login(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                            events: list[EventSink]) -> LoginUnlocks:
+    return LoginUnlocks(policy_flow(policy, clock=clock, transport=transport, events=events))
+
+
+def flow_relinking_with_unchecked_totp(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
+                                       events: list[EventSink]) -> RelinkingWithUncheckedTotp:
+    return RelinkingWithUncheckedTotp(policy_flow(policy, clock=clock, transport=transport, events=events))
 
 
 # --- secrets in error messages --------------------------------------------------------------------------------------

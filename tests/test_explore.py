@@ -52,6 +52,16 @@ FAULTS = [
                  id="provider-verify-stub"),
     pytest.param(faults.flow_with_sso_as_mfa, "mfa_bypass", 1, r"session from primary authentication alone",
                  id="sso-counts-as-mfa"),
+    # login → login again (a second code) → the first code with the second IST: the resend did not supersede it.
+    pytest.param(faults.flow_accepting_earlier_codes, "one_live_code", 3,
+                 r"alice's previous code was accepted after a newer one was sent", id="provider-accepts-earlier-codes"),
+    # cara (TOTP, no phone) links a number with no token: refused, and the wrapper records TOTP unchecked.
+    pytest.param(faults.flow_relinking_with_unchecked_totp, "unverified_link", 1,
+                 r"a number was linked to cara, who has an active MFA factor, with no token$",
+                 id="link-retried-with-unchecked-totp"),
+    # login → wrong codes until locked → login again: the wrapper's unlock lets the login text a code.
+    pytest.param(faults.flow_unlocking_on_login, "locked_activity", 3, r"an SMS went to alice while alice was locked",
+                 id="login-clears-the-lock"),
     # login → the newest code with no token: refused, and the refusal quotes the code.
     pytest.param(faults.flow_quoting_codes, "secret_leak", 2, r"appears in an error of verify",
                  id="error-quotes-the-code"),
