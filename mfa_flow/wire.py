@@ -145,16 +145,24 @@ def object_at(data: Mapping[str, Any], field: str, where: str = "") -> Mapping[s
     return value
 
 
+#: The longest string an answer's field may hold. Stytch's ids and tokens are under 100 characters and a session
+#: JWT (custom claims at most 4 KB) a few KB; anything longer is not Stytch's and would only bloat the records.
+MAX_ANSWER_TEXT: Final = 16_384
+
+
 def text_at(data: Mapping[str, Any], field: str, where: str = "", *, default: str | None = None) -> str:
-    """A plain, encodable copy: an answer may come through the caller (``record_primary_auth``), whose strings
-    may be subclasses or hold lone surrogates."""
+    """A plain, encodable copy of at most MAX_ANSWER_TEXT characters: an answer may come through the caller
+    (``record_primary_auth``), whose strings may be subclasses, hold lone surrogates or be of any size."""
     value = data.get(field, default)
     if not isinstance(value, str):
         raise UnexpectedResponse(f"Stytch's answer: {where}{field}: missing or not a string")
     try:
-        return text(value, "")
+        plain = text(value, "")  # first: a subclass's own __len__ never runs
     except MfaError:
         raise UnexpectedResponse(f"Stytch's answer: {where}{field}: not valid text") from None
+    if len(plain) > MAX_ANSWER_TEXT:
+        raise UnexpectedResponse(f"Stytch's answer: {where}{field}: longer than {MAX_ANSWER_TEXT} characters")
+    return plain
 
 
 def _texts_at(data: Mapping[str, Any], field: str, where: str, *, default: list[str] | None = None) -> tuple[str, ...]:
