@@ -205,6 +205,56 @@ def test_login_step_up_and_logout(browser: Browser) -> None:
     assert [s for s in secrets for body in browser.pages if s in body] == []
 
 
+def signed_in(browser: Browser) -> str:
+    """Password and code: the session token."""
+    browser.submit("/login", email=EMAIL, password=PASSWORD)
+    assert browser.submit("/mfa", code=browser.sms.last_code()).location == "/settings"
+    token = browser.cookie("mfa_session")
+    assert token
+    return token
+
+
+def plant_after_step_up(browser: Browser, url: str) -> None:
+    """Put ``url`` where the recipe keeps the page to return to after the step-up."""
+    if browser.framework == "flask":
+        with browser.client.session_transaction(base_url="https://localhost") as kept:
+            kept["after_step_up"] = url
+    else:
+        kept = browser.client.session
+        kept["after_step_up"] = url
+        kept.save()
+
+
+def test_the_step_up_sends_back_to_a_path_of_this_site_only(browser: Browser) -> None:
+    followed = {"/\\evil.example": "/settings", "//evil.example": "/settings", "/\t/evil.example": "/settings",
+                "/\n/evil.example": "/settings", "https://evil.example": "/settings", "/login": "/login"}
+    for url, expected in followed.items():
+        signed_in(browser)  # a session lasts an hour: one for each step-up
+        browser.clock.advance(minutes=31)
+        assert browser.get("/settings").location == "/step-up"
+        plant_after_step_up(browser, url)
+        back = browser.submit("/step-up", code=browser.sms.last_code())
+        assert (url, back.status, back.location) == (url, 302, expected)
+
+
+def test_the_password_field_is_a_password_and_the_code_field_a_one_time_code(browser: Browser) -> None:
+    login = browser.get("/login").body
+    assert '<input name="password" type="password" autocomplete="current-password">' in login
+    assert '<input name="email" type="email" autocomplete="username">' in login
+    assert "one-time-code" not in login
+    assert '<input name="code" autocomplete="one-time-code">' in browser.get("/mfa").body
+
+
+def test_the_session_cookie_is_expired_with_secure_httponly_and_samesite(browser: Browser) -> None:
+    token = signed_in(browser)
+    left = browser.submit("/logout", shown_on="/settings")
+    assert attributes(left.cookies["mfa_session"]) == {"max-age=0", "path=/", "secure", "httponly", "samesite=lax"}
+    browser.put_cookie("mfa_session", token)  # the revoked session: refused, and its cookie expired the same way
+    replayed = browser.get("/settings")
+    assert (replayed.status, replayed.location) == (302, "/login")
+    assert attributes(replayed.cookies["mfa_session"]) == {"max-age=0", "path=/", "secure", "httponly",
+                                                           "samesite=lax"}
+
 
 def test_post_without_the_csrf_token_is_refused(browser: Browser) -> None:
     browser.get("/login")  # the token exists, the forged form lacks it

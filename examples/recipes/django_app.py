@@ -82,7 +82,9 @@ def signed_in(response: HttpResponse, request: HttpRequest, token: str) -> HttpR
 
 
 def signed_out(response: HttpResponse) -> HttpResponse:
-    response.delete_cookie(SESSION_COOKIE, samesite="Lax")
+    """Expire the cookie with the attributes it was set with (Django's delete_cookie takes no ``secure``)."""
+    response.set_cookie(SESSION_COOKIE, "", max_age=0, expires="Thu, 01 Jan 1970 00:00:00 GMT", secure=True,
+                        httponly=True, samesite="Lax")
     return response
 # --8<-- [end:cookies]
 
@@ -116,8 +118,14 @@ def page(body: str, status: int = 200) -> HttpResponse:
     return HttpResponse(f"<!doctype html><title>mfa_flow recipe</title><main>{body}</main>", status=status)
 
 
+#: What each field is to the browser: a password manager fills the first two, the SMS code the last.
+INPUTS = {"email": 'type="email" autocomplete="username"',
+          "password": 'type="password" autocomplete="current-password"',
+          "code": 'autocomplete="one-time-code"'}
+
+
 def form(request: HttpRequest, action: str, *fields: str) -> str:
-    inputs = "".join(f'<input name="{name}" autocomplete="one-time-code">' for name in fields)
+    inputs = "".join(f'<input name="{name}" {INPUTS[name]}>' for name in fields)
     return (f'<form method="post" action="{action}"><input type="hidden" name="csrfmiddlewaretoken" '
             f'value="{get_token(request)}">{inputs}<button>Continue</button></form>')
 
@@ -179,7 +187,10 @@ def step_up(request: HttpRequest) -> HttpResponse:
     except MfaError as error:
         return refused(error)
     after = request.session.pop("after_step_up", "/settings")
-    return redirect(after if after.startswith("/") and not after.startswith("//") else "/settings")
+    # A path of this site only: a browser reads //host and /\host as another site, and drops tabs
+    # and newlines (/<tab>/host is //host).
+    local = after.startswith("/") and after[1:2] not in ("/", "\\") and after.isprintable()
+    return redirect(after if local else "/settings")
 
 
 @require_GET

@@ -83,10 +83,16 @@ def page(body: str, status: int = 200) -> tuple[str, int]:
     return f"<!doctype html><title>mfa_flow recipe</title><main>{body}</main>", status
 
 
+#: What each field is to the browser: a password manager fills the first two, the SMS code the last.
+INPUTS = {"email": 'type="email" autocomplete="username"',
+          "password": 'type="password" autocomplete="current-password"',
+          "code": 'autocomplete="one-time-code"'}
+
+
 def form(action: str, *fields: str) -> str:
-    """A POST form with the CSRF token and one text input per field."""
+    """A POST form with the CSRF token and an input per field."""
     token = session.setdefault("csrf", secrets.token_urlsafe(32))
-    inputs = "".join(f'<input name="{name}" autocomplete="one-time-code">' for name in fields)
+    inputs = "".join(f'<input name="{name}" {INPUTS[name]}>' for name in fields)
     return (f'<form method="post" action="{action}"><input type="hidden" name="csrf" value="{token}">'
             f"{inputs}<button>Continue</button></form>")
 
@@ -164,7 +170,10 @@ def create_app(mfa: MfaFlow, check_password: CheckPassword, *, secret_key: str) 
         except MfaError as error:
             return refused(error)
         after = session.pop("after_step_up", "/settings")
-        return redirect(after if after.startswith("/") and not after.startswith("//") else "/settings")
+        # A path of this site only: a browser reads //host and /\host as another site, and drops tabs
+        # and newlines (/<tab>/host is //host).
+        local = after.startswith("/") and after[1:2] not in ("/", "\\") and after.isprintable()
+        return redirect(after if local else "/settings")
 
     @app.get("/settings")
     @require_fresh_mfa
