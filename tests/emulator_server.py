@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,9 +25,10 @@ from typing import Any
 
 import pytest
 
+from tests.helpers_process import ROOT, python_env, unavailable
+
 __all__ = ["PROJECT_ID", "SECRET", "EmulatorProcess", "require", "start_emulator"]
 
-ROOT = Path(__file__).resolve().parent.parent
 PROJECT_ID = "project-test-00000000-0000-4000-8000-000000000001"
 SECRET = "secret-test-emulator-not-a-real-secret"
 START_TIMEOUT = 30.0
@@ -39,17 +39,14 @@ def require(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        message = f"{module} is not installed ({exc}); python3 -m pip install -e '.[test]'"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; under CI the emulator tests must run", pytrace=False)
-        pytest.skip(message)
+        unavailable(f"{module} is not installed ({exc}); python3 -m pip install -e '.[test]'")
 
 
 class EmulatorProcess:
     """One ``mfa-flow serve`` child process and the test endpoints' helpers."""
 
     def __init__(self, args: Sequence[str]) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        env = python_env()
         self.args = list(args)
         self.process = subprocess.Popen(  # noqa: S603 - this interpreter, arguments fixed by the tests
             [sys.executable, "-m", "mfa_flow", "serve", *args], cwd=ROOT, env=env,

@@ -9,7 +9,6 @@ Without redis-server the Redis tests are skipped, except under CI (``CI=true``),
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from benchmarks._redis import RedisServer as _RedisServer
+from tests.helpers_process import unavailable
 
 __all__ = ["RedisServer", "redis_db", "redis_url", "start_redis_server"]
 
@@ -29,10 +29,7 @@ class RedisServer(_RedisServer):
     def __init__(self, directory: Path) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            message = "redis-server is not on PATH (Debian: apt-get install redis-server)"
-            if os.environ.get("CI") == "true":
-                pytest.fail(f"{message}; under CI the Redis store tests must run", pytrace=False)
-            pytest.skip(message)
+            unavailable("redis-server is not on PATH (Debian: apt-get install redis-server)", "the Redis store tests")
         try:
             super().__init__(binary, directory)
         except RuntimeError as exc:

@@ -20,6 +20,7 @@ import mfa_flow
 from mfa_flow.cli import main
 from mfa_flow.crypto import new_token
 from mfa_flow.machine import TABLES
+from tests.helpers_process import unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE_IN_SMS = re.compile(r"Your verification code is (\d{6})")
@@ -285,10 +286,7 @@ def require_dot() -> str:
     """The path of Graphviz's dot; skips the test without it, except under CI (CI=true), where it fails."""
     found = shutil.which("dot")
     if found is None:
-        message = "Graphviz's dot is not on PATH (Debian: apt-get install graphviz)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; under CI the diagram tests must run", pytrace=False)
-        pytest.skip(message)
+        unavailable("Graphviz's dot is not on PATH (Debian: apt-get install graphviz)", "the diagram tests")
     return found
 
 
