@@ -20,7 +20,6 @@ from mfa_flow.crypto import token_digest
 from mfa_flow.errors import ProviderError
 from mfa_flow.state import SessionPhase, keys
 from mfa_flow.testing import FakeClock
-from mfa_flow.transports import _http
 from tests.emulator_server import EmulatorProcess
 from tests.fake_stytch import PROJECT_ID, SECRET, FakeStytch, Recorded, answer, error, session_answer
 from tests.helpers_rules import names, wrong
@@ -635,17 +634,6 @@ def stytch_env(request: pytest.FixtureRequest) -> Iterator[SessionsEnv]:
     env.close()
 
 
-@pytest.fixture
-def no_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Connect retries without their pauses."""
-
-    async def no_sleep(_seconds: float) -> None:
-        return None
-
-    monkeypatch.setattr(_http, "sleep", lambda _seconds: None)
-    monkeypatch.setattr(_http, "async_sleep", no_sleep)
-
-
 @pytest.mark.parametrize("selector", SELECTORS)
 def test_stytch_mode_revoke_removes_the_local_record_first_then_asks_stytch_once(
         stytch_env: SessionsEnv, selector: str) -> None:
@@ -674,7 +662,7 @@ def test_stytch_mode_revoke_removes_the_local_record_first_then_asks_stytch_once
         assert env.run("authenticate_session", session_token=other.session_token).step_up_required is False
 
 
-@pytest.mark.usefixtures("no_pauses")
+@pytest.mark.usefixtures("pauses")  # connect retries without their pauses
 @pytest.mark.parametrize(("failure", "requests"), [
     (error("internal_server_error", 500), 1),  # Stytch's own 500
     (lambda _request, _body: answer(502, {"message": "bad gateway"}), 1),  # a proxy's answer
