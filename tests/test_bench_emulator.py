@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.emulator_server import require
+from tests.helpers_process import run_bench
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks" / "bench_emulator.py"
 NUMBER = r"(\d+(?:\.\d+)?)"
 
 
@@ -32,12 +27,7 @@ def side(out: str, label: str) -> tuple[float, float, float]:
 def test_bench_emulator_quick_prints_its_figures() -> None:
     for module in ("stytch", "starlette", "uvicorn"):
         require(module)
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    done = subprocess.run(  # noqa: S603 - this interpreter and the project's own script
-        [sys.executable, str(BENCH), "--quick"], cwd=ROOT, env=env, capture_output=True, timeout=170, check=False,
-    )
-    out = done.stdout.decode("utf-8")
-    assert done.returncode == 0, out + done.stderr.decode("utf-8", "replace")
+    out = run_bench("bench_emulator.py")
     assert "otps.sms.send" in out  # the output says what was measured
     ours = side(out, "ours (mfa-flow serve):")
     base = side(out, "baseline (canned bodies):")

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from importlib.util import find_spec
-from pathlib import Path
 
 import pytest
 
-from tests.helpers_process import unavailable
+from tests.helpers_process import run_bench, unavailable
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks" / "bench_stores.py"
 NUMBER = r"(\d+(?:\.\d+)?)"
 #: Per public call, without contention: (transactions, reads, commits); the round trips are reads + commits.
 #: The Redis command counts of tests/test_redis_store.py::test_round_trips_per_public_call agree.
@@ -40,12 +34,7 @@ def test_bench_stores_quick_prints_a_line_per_store() -> None:
     missing = _redis_missing()
     if missing is not None:
         unavailable(missing, "the store benchmark on every store")
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    done = subprocess.run(  # noqa: S603 - this interpreter and the project's own script
-        [sys.executable, str(BENCH), "--quick"], cwd=ROOT, env=env, capture_output=True, timeout=170, check=False,
-    )
-    out = done.stdout.decode("utf-8")
-    assert done.returncode == 0, out + done.stderr.decode("utf-8", "replace")
+    out = run_bench("bench_stores.py")
     assert "skipped" not in out, out
 
     for store, workers in (("memory", 1), ("sqlite", 1), ("sqlite", 2), ("redis", 1), ("redis", 2)):

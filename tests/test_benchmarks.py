@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 import statistics
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "benchmarks" / "bench_flow.py"
+from tests.helpers_process import run_bench
+
 NUMBER = r"(\d+(?:\.\d+)?)"
 
 
@@ -20,13 +16,7 @@ NUMBER = r"(\d+(?:\.\d+)?)"
 def test_bench_flow_quick_prints_its_figures() -> None:
     """Each call's line reads ours, minimal and a ratio that is ours / minimal within the printed rounding; each
     median is the middle one of the rounds printed under it; the target verdicts agree with their figures."""
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    done = subprocess.run(  # noqa: S603 - this interpreter and the project's own script
-        [sys.executable, str(BENCH), "--quick"], cwd=ROOT, env=env, capture_output=True, timeout=170,
-        check=False,
-    )
-    out = done.stdout.decode("utf-8")
-    assert done.returncode == 0, out + done.stderr.decode("utf-8", "replace")
+    out = run_bench("bench_flow.py")
     assert "µs per call (cpu time), median of 3 interleaved rounds" in out, out
     calls = ("full login", "send_sms_otp (resend)", "authenticate_session (fresh)", "step-up")
     ratios = {}
@@ -62,13 +52,7 @@ def test_bench_flow_quick_prints_its_figures() -> None:
 @pytest.mark.timeout(180)
 def test_bench_explore_quick_prints_its_figures() -> None:
     """benchmarks/bench_explore.py --quick: ours per depth, the naive replay and its ratio, the seeded faults."""
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    done = subprocess.run(  # noqa: S603 - this interpreter and the project's own script
-        [sys.executable, str(ROOT / "benchmarks" / "bench_explore.py"), "--quick"], cwd=ROOT, env=env,
-        capture_output=True, timeout=170, check=False,
-    )
-    out = done.stdout.decode("utf-8")
-    assert done.returncode == 0, out + done.stderr.decode("utf-8", "replace")
+    out = run_bench("bench_explore.py")
     depths = re.findall(r"depth (\d): +([\d,]+) runs +([\d,]+) states", out)
     assert [d for d, _, _ in depths] == ["1", "2"]
     assert all(int(runs.replace(",", "")) >= int(states.replace(",", "")) > 0 for _, runs, states in depths)
@@ -83,13 +67,7 @@ def test_bench_import_quick_prints_its_figures() -> None:
     """benchmarks/bench_import.py --quick: ours and the dependencies in ms, their ratio, mfa_flow's own modules."""
     from tests.test_import_cost import EAGER_MODULES
 
-    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    done = subprocess.run(  # noqa: S603 - this interpreter and the project's own script
-        [sys.executable, str(ROOT / "benchmarks" / "bench_import.py"), "--quick"], cwd=ROOT, env=env,
-        capture_output=True, timeout=170, check=False,
-    )
-    out = done.stdout.decode("utf-8")
-    assert done.returncode == 0, out + done.stderr.decode("utf-8", "replace")
+    out = run_bench("bench_import.py")
     figures = []
     for pattern in (rf"import mfa_flow:\s+{NUMBER} ms", rf"import transitions, attrs, phonenumbers:\s+{NUMBER} ms",
                     rf"ratio ours/deps:\s+{NUMBER}"):
