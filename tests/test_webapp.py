@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 ORG = "organization-demo-acme"
 ADA, BARBARA, GRACE, ALAN = "member-demo-ada", "member-demo-barbara", "member-demo-grace", "member-demo-alan"
+MARGARET = "member-demo-margaret"
+TOTP_KEY = "JBSWY3DPEHPK3PXP"  # Alan's, in accounts.json
 COOKIES = ("__Host-csrf", "__Host-login", "__Host-session")
 
 
@@ -79,6 +81,17 @@ class Client:
     def submit(self, page: httpx.Response, url: str, **fields: str) -> httpx.Response:
         """Post a form of ``page`` with its CSRF token, as the browser would."""
         return self.post(url, {"csrf_token": csrf_of(page), **fields})
+
+    def submit_at_once(self, page: httpx.Response, url: str, times: int, **fields: str) -> list[httpx.Response]:
+        """Post a form of ``page`` ``times`` times concurrently, as many tabs would: the app's sync handlers run
+        in its threadpool, so the posts overlap."""
+        async def posts() -> list[httpx.Response]:
+            form = {"csrf_token": csrf_of(page), **fields}
+            return list(await asyncio.gather(*(self.http.post(url, data=form) for _ in range(times))))
+
+        answers = self._runner.run(posts())
+        self.pages += [page for answer in answers for page in (*answer.history, answer)]
+        return answers
 
     def cookie(self, name: str) -> str | None:
         return self.http.cookies.get(name)
@@ -431,6 +444,64 @@ def test_authenticator_guesses_are_limited_to_five_an_hour(demo: Demo) -> None:
     page = demo.sign_in(alan, "alan@example.com")  # the first IST has expired by now
     enrol = alan.submit(page, "/login/totp", code=totp("JBSWY3DPEHPK3PXP", demo.clock.now()))
     assert enrol.url.path == "/enrol"
+
+
+def test_a_member_without_an_authenticator_cannot_pass_the_totp_step(demo: Demo) -> None:
+    """Her account has no key: a code made from an empty key, which anyone can compute, must not replace her SMS."""
+    totp = require("examples.webapp.accounts").totp
+    for email, member_id in (("ada@example.com", ADA), ("margaret@example.com", MARGARET)):
+        client = demo.browser()
+        page = demo.sign_in(client, email)
+        assert page.url.path == "/login/code"
+        assert client.get("/login/totp").url.path == "/login/code"
+        forged = client.submit(page, "/login/totp", code=totp("", demo.clock.now()))
+        assert forged.url.path == "/login/code"
+        assert client.cookie("__Host-session") is None
+        assert demo.web.flow.list_member_sessions(ORG, member_id) == []
+        home = client.submit(forged, "/login/code", code=demo.sms.last_code(member_id))  # her own step still works
+        assert re.findall(r'class="factor">(\w+)<', home.text) == ["password", "otp"]
+    grace = demo.browser()
+    assert demo.sign_in(grace, "grace@example.com").url.path == "/enrol"
+    assert grace.get("/login/totp").url.path == "/enrol"  # no factor at all: linking a phone is her step
+
+
+def test_an_authenticator_code_is_accepted_once(demo: Demo) -> None:
+    """RFC 6238 section 5.2: a code seen over Alan's shoulder, with his password, opens no second session; nor does
+    the code of the step before it, still within the drift allowed."""
+    totp = require("examples.webapp.accounts").totp
+    alan, mallory = demo.browser(), demo.browser()
+    alans_page, mallorys_page = demo.sign_in(alan, "alan@example.com"), demo.sign_in(mallory, "alan@example.com")
+    seen_at = demo.clock.now()
+    assert alan.submit(alans_page, "/login/totp", code=totp(TOTP_KEY, seen_at)).url.path == "/enrol"
+    demo.clock.advance(10)  # the code is still the current one
+    for used in (totp(TOTP_KEY, seen_at), totp(TOTP_KEY, seen_at - 30)):
+        replay = mallory.submit(mallorys_page, "/login/totp", code=used)
+        assert (replay.status_code, replay.url.path) == (401, "/login/totp")
+        assert "That code is not right." in replay.text
+        assert mallory.cookie("__Host-session") is None
+    assert len(demo.web.flow.list_member_sessions(ORG, ALAN)) == 1
+    demo.clock.advance(30)  # the next step's code is a new one
+    assert mallory.submit(mallorys_page, "/login/totp", code=totp(TOTP_KEY, demo.clock.now())).url.path == "/enrol"
+
+
+def test_authenticator_guesses_posted_at_once_are_counted_in_one_step(demo: Demo,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twelve wrong guesses at once: five are checked (and counted), seven refused; none slips past the count."""
+    app = require("examples.webapp.app")
+    check = app.totp_step
+
+    def slow_check(secret: str, code: str, at: float) -> int | None:
+        time.sleep(0.05)  # widen the gap between counting and recording, as a loaded server would
+        return check(secret, code, at)
+
+    monkeypatch.setattr(app, "totp_step", slow_check)
+    alan = demo.browser()
+    page = demo.sign_in(alan, "alan@example.com")
+    wrong = next(c for c in ("000000", "111111") if c != require("examples.webapp.accounts").totp(TOTP_KEY,
+                                                                                                  demo.clock.now()))
+    answers = alan.submit_at_once(page, "/login/totp", 12, code=wrong)
+    assert sorted(answer.status_code for answer in answers) == [401] * 5 + [429] * 7
+    assert len(demo.web.events.times("totp.failed", ORG, ALAN, 0)) == 5
 
 
 # --- secrets stay out of pages, URLs and logs ----------------------------------------------------------------

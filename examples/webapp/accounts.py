@@ -23,6 +23,7 @@ HERE = Path(__file__).parent
 
 # Django's scrypt cost (16 MiB, tens of milliseconds per hash); OWASP asks N=2**17 today: raise it in production.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+TOTP_STEP = 30  # seconds: RFC 6238's time step
 # Checked against when the address is unknown, so that the answer takes as long as for a known one.
 _NOBODY = ("scrypt$16384$8$1$ffdee402acd7ce04bfc8a57576d1624e$6fa3e61923bb680fc2b6ea581d9b97eb14813903d906dfd24518"
            "16ebf46946fd8ca2b193070cad70787f023155266e86fcd0f0ab1baa19805180f9c702ad4408")
@@ -41,16 +42,27 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(computed, bytes.fromhex(digest))
 
 
-def totp(secret: str, at: float, *, step: int = 30) -> str:
+def totp(secret: str, at: float) -> str:
     """The RFC 6238 code (SHA-1, 6 digits) of a base32 ``secret`` at UNIX time ``at``."""
-    mac = hmac.new(base64.b32decode(secret), struct.pack(">Q", int(at // step)), hashlib.sha1).digest()
+    return _totp(base64.b32decode(secret), int(at // TOTP_STEP))
+
+
+def _totp(key: bytes, step: int) -> str:
+    mac = hmac.new(key, struct.pack(">Q", step), hashlib.sha1).digest()
     offset = mac[-1] & 0x0F
     return f"{(struct.unpack('>I', mac[offset:offset + 4])[0] & 0x7FFFFFFF) % 1_000_000:06d}"
 
 
-def verify_totp(secret: str, code: str, at: float) -> bool:
-    """The code of this 30-second step or of either neighbour (clock drift)."""
-    return any(hmac.compare_digest(code.encode(), totp(secret, at + drift).encode()) for drift in (-30, 0, 30))
+def totp_step(secret: str, code: str, at: float) -> int | None:
+    """The time step whose code this is: this 30-second step or either neighbour (clock drift); None when it
+    is none of them, or when there is no secret (an empty key would make a code anyone can compute).
+
+    The caller accepts a step only once, and none before it (RFC 6238 section 5.2): see EventLog.claim_totp_step."""
+    if not secret:
+        return None
+    key, now = base64.b32decode(secret), int(at // TOTP_STEP)
+    return next((step for step in (now + 1, now, now - 1)
+                 if hmac.compare_digest(code.encode(), _totp(key, step).encode())), None)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from examples.webapp.accounts import Account, Accounts, verify_totp
+from examples.webapp.accounts import Account, Accounts, totp_step
 from examples.webapp.eventlog import EventLog
 from examples.webapp.settings import Keys, Settings
 from mfa_flow import (
@@ -382,23 +382,42 @@ def create_app(settings: Settings, *, clock: Clock | None = None, gateway: SmsGa
             return code_refused(request, owner, refusal, "/login/code", LOGIN_COOKIE)
         return redirect("/login/code?notice=sent")
 
+    def totp_secret(owner: Ticket) -> str:
+        """The member's authenticator key; a member without an authenticator goes to their own step instead (an
+        empty key would give a code anyone can compute, and record_mfa_factor trusts the application's check)."""
+        secret = web.accounts.by_member[owner.member_id].totp_secret
+        member = web.flow.get_member(owner.organization_id, owner.member_id)
+        if not (secret and member.totp_registration_id):
+            raise GoTo("/login/code" if member.mfa_phone_number else "/enrol")
+        return secret
+
     @app.get("/login/totp")
     def totp_page(request: Request) -> HTMLResponse:
-        ticket(request, LOGIN_COOKIE)
+        totp_secret(ticket(request, LOGIN_COOKIE))
         return render(request, "totp.html")
 
     @app.post("/login/totp", dependencies=checked)
     def totp(request: Request, code: Annotated[str, Form()]) -> Response:
         owner = ticket(request, LOGIN_COOKIE)
+        secret = totp_secret(owner)
         if settings.mode == "stytch":  # Stytch verifies TOTP itself (its totps.authenticate): not in the emulator
             return render(request, "totp.html", status=501, message="TOTP sign-in goes through Stytch's TOTP "
                           "endpoint, which mfa-flow serve does not emulate. Use local mode.")
         # TOTP is the application's to verify, and to limit: the flow only records a factor verified elsewhere.
+        # Counting the wrong guesses, checking the code and recording the outcome are one step for every thread
+        # and process, so that concurrent guesses cannot all pass the count.
         now, (guesses, window) = web.clock.now(), TOTP_GUESSES
-        if len(web.events.times("totp.failed", owner.organization_id, owner.member_id, now - window)) >= guesses:
+        with web.events.exclusive():
+            limited = len(web.events.times("totp.failed", owner.organization_id, owner.member_id,
+                                           now - window)) >= guesses
+            step = None if limited else totp_step(secret, code.strip(), now)
+            # A code is good once (RFC 6238 section 5.2): one already used, or older, is refused and counted.
+            accepted = step is not None and web.events.claim_totp_step(owner.organization_id, owner.member_id, step)
+            if not (limited or accepted):
+                web.events(Event("totp.failed", now, owner.organization_id, owner.member_id))
+        if limited:
             return render(request, "totp.html", status=429, message="Too many wrong codes. Try again in an hour.")
-        if not verify_totp(web.accounts.by_member[owner.member_id].totp_secret, code.strip(), now):
-            web.events(Event("totp.failed", now, owner.organization_id, owner.member_id))
+        if not accepted:
             return render(request, "totp.html", status=401, message="That code is not right.")
         try:
             done = web.flow.record_mfa_factor(owner.organization_id, owner.member_id, "totp",

@@ -1,4 +1,5 @@
-"""An mfa_flow events sink that keeps every event in the application's own SQLite file.
+"""The application's own SQLite file: an mfa_flow events sink that keeps every event, and the last TOTP step each
+member used.
 
 The admin page lists them, and the code page counts the member's recent ``otp.sent`` events to show the resend
 cooldown and the sends left: the flow answers a send beyond them with ``too_many_requests`` but has no call that
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,12 +34,15 @@ class LoggedEvent:
 class EventLog:
     def __init__(self, path: Path) -> None:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: exclusive() holds it around times() and __call__
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, at REAL NOT NULL, name TEXT NOT NULL,"
             " organization_id TEXT NOT NULL, member_id TEXT NOT NULL, phone TEXT NOT NULL, reason TEXT NOT NULL,"
             " data TEXT NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS totp_steps (organization_id TEXT NOT NULL, member_id TEXT NOT NULL,"
+            " step INTEGER NOT NULL, PRIMARY KEY (organization_id, member_id))")
 
     def __call__(self, event: Event) -> None:
         data = {k: v for k, v in event.data.items() if k != "member"}
@@ -60,6 +66,28 @@ class EventLog:
                 "SELECT at FROM events WHERE name = ? AND organization_id = ? AND member_id = ? AND at > ?"
                 " ORDER BY at", (name, organization_id, member_id, since)).fetchall()
         return [row[0] for row in rows]
+
+    def claim_totp_step(self, organization_id: str, member_id: str, step: int) -> bool:
+        """Record ``step`` as the member's last accepted TOTP step; False if it is that step or an earlier one,
+        so that a code is used once (RFC 6238 section 5.2). One statement: two processes cannot both claim it."""
+        with self._lock:
+            return self._db.execute(
+                "INSERT INTO totp_steps VALUES (?, ?, ?) ON CONFLICT (organization_id, member_id)"
+                " DO UPDATE SET step = excluded.step WHERE excluded.step > totp_steps.step",
+                (organization_id, member_id, step)).rowcount == 1
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """One step for every thread and process using the file: what is counted inside is still the count when
+        what follows is written (the TOTP guesses: count, check, record)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
