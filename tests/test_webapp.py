@@ -16,8 +16,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -551,6 +553,60 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
     assert settings.from_env({}).mode == "local"
     with pytest.raises(SystemExit, match="MFA_WEBAPP_MODE must be 'local' or 'stytch'"):
         settings.from_env({"MFA_WEBAPP_MODE": "live"})
+
+
+def test_a_key_file_that_is_empty_short_or_not_hex_is_refused_naming_it(tmp_path: Path) -> None:
+    """A truncated key would sign cookies and codes with a key anyone knows."""
+    keys = require("examples.webapp.settings").Keys
+    path = tmp_path / "secret.key"
+    for text in ("", "\n", "ab" * 31, "not a key at all"):
+        path.write_text(text)
+        with pytest.raises(SystemExit, match=rf"^{re.escape(str(path))}: not a key of at least 32 bytes"):
+            keys.load(tmp_path)
+        with pytest.raises(SystemExit, match=re.escape(str(path))):
+            make_app(settings_for(tmp_path), FakeClock(), FakeTransport())
+    path.write_text("ab" * 32)
+    assert keys.load(tmp_path) == keys.from_secret(bytes.fromhex("ab" * 32))
+
+
+def test_workers_starting_together_share_one_whole_key(tmp_path: Path) -> None:
+    """The first start of several workers at once: each reads the same full key, none an empty or partial one."""
+    keys = require("examples.webapp.settings").Keys
+    for attempt in range(20):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        ready = threading.Barrier(8)
+
+        def start(folder: Path = folder, ready: threading.Barrier = ready) -> Any:
+            ready.wait()
+            return keys.load(folder)
+
+        with ThreadPoolExecutor(8) as pool:
+            loaded = [future.result() for future in [pool.submit(start) for _ in range(8)]]
+        assert loaded == [keys.from_secret(bytes.fromhex((folder / "secret.key").read_text()))] * 8
+        assert [(p.name, len(p.read_text())) for p in folder.iterdir()] == [("secret.key", 64)]  # no draft left
+
+
+def test_a_data_folder_others_may_write_or_another_user_owns_is_refused(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key, sessions and event log live there; the default is under the shared temp folder."""
+    for mode in (0o777, 0o770):
+        shared = tmp_path / oct(mode)
+        shared.mkdir()
+        shared.chmod(mode)
+        refusal = rf"^{re.escape(str(shared))} may be written by others \(mode {oct(mode)}\)"
+        with pytest.raises(SystemExit, match=refusal):
+            make_app(settings_for(shared), FakeClock(), FakeTransport())
+        assert list(shared.iterdir()) == []  # nothing was written there
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "getuid", lambda: theirs.stat().st_uid + 1)  # as if another user had made it
+        with pytest.raises(SystemExit, match=rf"^{re.escape(str(theirs))} belongs to another user"):
+            make_app(settings_for(theirs), FakeClock(), FakeTransport())
+    fresh = tmp_path / "new" / "data"
+    make_app(settings_for(fresh), FakeClock(), FakeTransport()).state.web.close()
+    assert oct(fresh.stat().st_mode & 0o777) == "0o700"
 
 
 def free_port() -> int:

@@ -35,7 +35,7 @@ from fastapi.templating import Jinja2Templates
 
 from examples.webapp.accounts import Account, Accounts, totp_step
 from examples.webapp.eventlog import EventLog
-from examples.webapp.settings import Keys, Settings
+from examples.webapp.settings import Keys, Settings, private_dir
 from mfa_flow import (
     Clock,
     Event,
@@ -148,8 +148,7 @@ class WebApp:
     """The flow and what the pages share: the store, the user table, the event log, the keys."""
 
     def __init__(self, settings: Settings, *, clock: Clock, gateway: SmsGateway) -> None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        keys = Keys.load(settings.data_dir)
+        keys = Keys.load(private_dir(settings.data_dir))
         self.settings, self.clock, self.signer = settings, clock, Signer(keys.cookies)
         self.accounts = Accounts()
         self.events = EventLog(settings.data_dir / "app.sqlite3")
