@@ -8,6 +8,7 @@ not used: with httpx (not httpx2) it raises a deprecation warning, an error unde
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -702,3 +704,28 @@ def test_the_user_table_keeps_salted_scrypt_hashes_only() -> None:
         assert table.check_password(email.upper(), password(email)) == account
         assert table.check_password(email, password(email) + "!") is None
     assert accounts.verify_password("s3cret", accounts.hash_password("s3cret"))
+
+
+def test_an_unknown_address_costs_the_scrypt_of_a_known_one_whatever_scrypt_n(monkeypatch: pytest.MonkeyPatch) -> None:
+    """accounts.py with SCRYPT_N raised, as its comment asks of production: an unknown address is checked at the
+    same cost as a new hash, so the answer's time does not tell whether the address has an account."""
+    path = ROOT / "examples" / "webapp" / "accounts.py"
+    shipped = "SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1"
+    source = path.read_text("utf-8")
+    assert shipped in source
+    raised = types.ModuleType("accounts_with_scrypt_n_raised")
+    raised.__file__ = str(path)
+    monkeypatch.setitem(sys.modules, raised.__name__, raised)
+    exec(compile(source.replace(shipped, "SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1"), path, "exec"),  # noqa: S102
+         raised.__dict__)
+    costs: list[int] = []
+
+    def scrypt(password: bytes, **kwargs: Any) -> bytes:
+        costs.append(kwargs["n"])
+        return hashlib.scrypt(password, **kwargs)
+
+    monkeypatch.setattr(raised, "hashlib", types.SimpleNamespace(scrypt=scrypt, sha1=hashlib.sha1))
+    stored = raised.hash_password("s3cret")
+    assert raised.verify_password("s3cret", stored)
+    assert raised.Accounts().check_password("nobody@example.com", "s3cret") is None
+    assert costs == [2**15] * 3
