@@ -20,9 +20,8 @@ import mfa_flow
 from mfa_flow.cli import main
 from mfa_flow.crypto import new_token
 from mfa_flow.machine import TABLES
-from tests.helpers_process import unavailable
+from tests.helpers_process import ROOT, python_env, run_python, unavailable
 
-ROOT = Path(__file__).resolve().parent.parent
 CODE_IN_SMS = re.compile(r"Your verification code is (\d{6})")
 EVENTS_OF_A_DEMO = (
     "otp.sent", "otp.failed", "otp.verified", "member.updated", "session.created",
@@ -117,16 +116,13 @@ def recording_tokens(tmp_path: Path) -> tuple[dict[str, str], Path]:
         "    return token\n"
         "secrets.token_urlsafe = _recording\n"
     )
-    env = {**os.environ, "MFA_FLOW_TEST_TOKENS": str(minted),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return env, minted
+    return python_env(tmp_path, MFA_FLOW_TEST_TOKENS=str(minted)), minted
 
 
 def test_demo_via_python_dash_m(tmp_path: Path) -> None:
     """A real process: exit 0, the steps and events on stdout, and no token in either stream."""
     env, minted = recording_tokens(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "mfa_flow", "demo"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = run_python("-m", "mfa_flow", "demo", env=env)
     assert proc.returncode == 0, proc.stderr
     assert_complete_demo(proc.stdout, proc.stderr)
     recorded = minted.read_text().split()
@@ -264,8 +260,7 @@ def test_diagram_one_machine(capsys: pytest.CaptureFixture[str], name: str) -> N
 
 
 def test_diagram_via_python_dash_m() -> None:
-    proc = subprocess.run([sys.executable, "-m", "mfa_flow", "diagram"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, check=False)
+    proc = run_python("-m", "mfa_flow", "diagram")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("---\n")
     assert "\nstateDiagram-v2\n" in proc.stdout
@@ -292,7 +287,7 @@ def require_dot() -> str:
 
 def run_mfa_flow(*args: str, cwd: Path = ROOT, path: str | None = None) -> subprocess.CompletedProcess[bytes]:
     """``python -m mfa_flow ...`` (bytes out: a png may come on stdout); ``path`` replaces PATH."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = python_env()
     if path is not None:
         env["PATH"] = path
     return subprocess.run([sys.executable, "-m", "mfa_flow", *args], cwd=cwd, env=env,  # noqa: S603
@@ -396,9 +391,8 @@ def test_diagram_png_to_a_file_and_to_a_pipe(tmp_path: Path) -> None:
 def test_diagram_png_is_not_written_to_a_terminal(tmp_path: Path) -> None:
     leader, follower = pty.openpty()
     try:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        done = subprocess.run([sys.executable, "-m", "mfa_flow", "diagram", "--format", "png"],
-                              cwd=tmp_path, env=env, stdout=follower, stderr=subprocess.PIPE, timeout=120, check=False)
+        done = subprocess.run([sys.executable, "-m", "mfa_flow", "diagram", "--format", "png"], cwd=tmp_path,
+                              env=python_env(), stdout=follower, stderr=subprocess.PIPE, timeout=120, check=False)
     finally:
         os.close(follower)
         os.close(leader)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers_process import python_env, run_python
+
 TIMEOUT = 120
 
 PROPERTIES = '''\
@@ -40,16 +41,9 @@ ONE_TEXT = "[policy]\nsend_limit_per_member = [1, 600]\notp_ttl = 90\n"
 FIVE_TEXTS = "[policy]\notp_ttl = 90\n"
 
 
-def python_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-            "COLUMNS": "100"}
-
-
 def check(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """``python -m mfa_flow check ...`` run in ``cwd`` (the user's directory), to its end."""
-    return subprocess.run(  # noqa: S603 - this interpreter, arguments fixed by the tests
-        [sys.executable, "-m", "mfa_flow", "check", *args], cwd=cwd, env=python_env(), capture_output=True,
-        text=True, timeout=TIMEOUT, check=False)
+    return run_python("-m", "mfa_flow", "check", *args, cwd=cwd, env=python_env(COLUMNS="100"), timeout=TIMEOUT)
 
 
 @pytest.fixture
@@ -97,8 +91,8 @@ def test_check_progress_is_one_line_rewritten_in_place_on_a_terminal(project: Pa
     leader, follower = pty.openpty()
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mfa_flow", "check", "one.toml", "--depth", "2"], cwd=project, env=python_env(),
-            stdout=subprocess.PIPE, stderr=follower, text=True)
+            [sys.executable, "-m", "mfa_flow", "check", "one.toml", "--depth", "2"], cwd=project,
+            env=python_env(COLUMNS="100"), stdout=subprocess.PIPE, stderr=follower, text=True)
         os.close(follower)
         terminal = b""
         while True:
@@ -156,9 +150,8 @@ def test_check_exits_1_with_the_property_its_steps_and_a_test_that_fails_the_sam
     assert "Checker(Policy(otp_ttl=90), properties=[at_most_one_sms_per_member])" in sources[0]  # the file's policy
     replay = project / "test_replay.py"
     replay.write_text(sources[0], "utf-8")
-    ran = subprocess.run(  # noqa: S603 - this interpreter, arguments fixed by the test
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(project), str(replay)],
-        cwd=project, env=python_env(), capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    ran = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(project), str(replay),
+                     cwd=project, env=python_env(COLUMNS="100"), timeout=TIMEOUT)
     assert ran.returncode == 1, ran.stdout + ran.stderr
     assert "AssertionError: at_most_one_sms_per_member: a member got 2 texts" in ran.stdout
     assert re.search(r"^1 failed in ", ran.stdout, re.M), ran.stdout
@@ -190,7 +183,7 @@ def test_check_interrupted_says_so_and_exits_130(project: Path) -> None:
     """Ctrl-C during a long search: no traceback and no report, the shell's status for SIGINT."""
     process = subprocess.Popen(
         [sys.executable, "-m", "mfa_flow", "check", "five.toml", "--depth", "6", "--seconds", "60"], cwd=project,
-        env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=python_env(COLUMNS="100"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stderr is not None
         first = process.stderr.readline()

@@ -4,10 +4,8 @@ is loaded only when a sink is made, and its absence is a ConfigurationError nami
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +15,7 @@ from mfa_flow.contrib.opentelemetry import INSTRUMENTS, EventMetrics
 from mfa_flow.events import EVENT_NAMES
 from tests.emulator_server import require
 from tests.helpers_operating import ORG, ORG_OPTIONAL, found_in, run_day
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers_process import python_output
 
 Points = dict[tuple[str, frozenset[tuple[str, Any]]], int]
 
@@ -158,16 +155,9 @@ def test_missing_api_is_a_configuration_error_naming_the_extra(monkeypatch: pyte
     assert caught.value.error_type == "invalid_argument"
 
 
-def run_python(code: str) -> str:
-    done = subprocess.run(  # noqa: S603 - this interpreter, with code fixed by the tests
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
-
-
 def test_importing_mfa_flow_does_not_import_opentelemetry() -> None:
-    out = run_python("import sys, mfa_flow, mfa_flow.contrib, mfa_flow.contrib.logs; "
-                     "print(sorted(m for m in sys.modules if m.split('.')[0] == 'opentelemetry'))")
+    out = python_output("import sys, mfa_flow, mfa_flow.contrib, mfa_flow.contrib.logs; "
+                        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'opentelemetry'))")
     assert out == "[]"
 
 
@@ -175,7 +165,7 @@ def test_default_meter_is_the_global_providers_mfa_flow_meter() -> None:
     """Without a meter the sink counts on the application's global MeterProvider, as scope mfa_flow and this
     version (a subprocess: the global provider can be set once per process)."""
     require("opentelemetry.sdk.metrics")
-    out = run_python(
+    out = python_output(
         "from opentelemetry import metrics\n"
         "from opentelemetry.sdk.metrics import MeterProvider\n"
         "from opentelemetry.sdk.metrics.export import InMemoryMetricReader\n"

@@ -9,29 +9,20 @@ fragments or need a real gateway.
 from __future__ import annotations
 
 import ast
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import mfa_flow
 from mfa_flow.machine import TABLES
+from tests.helpers_process import ROOT, run_python
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 MERMAID = re.compile(r"^```mermaid\n(.*?)^```$", re.S | re.M)
 PYTHON = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 MARKER = "<!-- pytest -->"
-
-
-def run_python(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run(  # noqa: S603 - this interpreter, with arguments fixed by the tests
-        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+TIMEOUT = 300  # a documented block run as a script or under pytest
 
 
 def section(markdown: str, heading: str) -> str:
@@ -90,7 +81,7 @@ def test_readme_usage_runs(tmp_path: Path) -> None:
     for number, code in enumerate(blocks):
         script = tmp_path / f"readme_usage_{number}.py"
         script.write_text(code, "utf-8")
-        proc = run_python(str(script), cwd=tmp_path)
+        proc = run_python(str(script), cwd=tmp_path, timeout=TIMEOUT)
         assert proc.returncode == 0, f"README usage block {number}:\n{proc.stdout}{proc.stderr}"
 
 
@@ -108,10 +99,10 @@ def test_marked_block_runs(tmp_path: Path, name: str, line: int, code: str) -> N
     module = tmp_path / f"test_{Path(name).stem}_{line}.py"
     module.write_text(code, "utf-8")
     if not tests:
-        proc = run_python(str(module), cwd=tmp_path)
+        proc = run_python(str(module), cwd=tmp_path, timeout=TIMEOUT)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return
     proc = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(module),
-                      cwd=tmp_path)
+                      cwd=tmp_path, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(rf"^{len(tests)} passed(,| in )", proc.stdout, re.M), proc.stdout

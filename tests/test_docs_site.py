@@ -10,11 +10,8 @@ from __future__ import annotations
 import html
 import html.parser
 import importlib
-import os
 import posixpath
 import re
-import subprocess
-import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -24,8 +21,8 @@ from types import ModuleType
 import pytest
 
 from tests.emulator_server import require
+from tests.helpers_process import ROOT, python_env, run_python
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 BUILD_SECONDS = 60  # the build runs in every test run: past this it is too slow for one
 MISSING = object()
@@ -129,12 +126,10 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
         require(module)
     site = tmp_path_factory.mktemp("site")
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # material's notice about a future MkDocs, on every build
+    env = python_env(NO_MKDOCS_2_WARNING="1")  # material's notice about a future MkDocs, on every build
     started = time.monotonic()
-    done = subprocess.run(  # noqa: S603 - this interpreter, arguments fixed here
-        [sys.executable, "-c", OFFLINE_MKDOCS, "build", "--strict", "--site-dir", str(site)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=BUILD_SECONDS * 3, check=False,
-    )
+    done = run_python("-c", OFFLINE_MKDOCS, "build", "--strict", "--site-dir", str(site), env=env,
+                      timeout=BUILD_SECONDS * 3)
     return Build(site, done.returncode, done.stdout + done.stderr, time.monotonic() - started)
 
 

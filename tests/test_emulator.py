@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import re
 import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,7 +24,8 @@ import httpx
 import pytest
 
 from mfa_flow.testing import FakeClock
-from tests.emulator_server import PROJECT_ID, ROOT, SECRET, EmulatorProcess, require
+from tests.emulator_server import PROJECT_ID, SECRET, EmulatorProcess, require
+from tests.helpers_process import ROOT, python_env, run_python
 from tests.helpers_rules import wrong
 
 ORG = "organization-emulator-1"
@@ -553,17 +552,10 @@ LISTENING = re.compile(r"Listening on http://127\.0\.0\.1:(\d+)\n")
 SERVE_TIMEOUT = 60
 
 
-def python_env(*extra_paths: Path) -> dict[str, str]:
-    paths = [*map(str, extra_paths), str(ROOT), os.environ.get("PYTHONPATH")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths)), "COLUMNS": "100"}
-
-
 def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
     """``python -m mfa_flow serve ...`` with the project's credentials, to its end (bounded in time)."""
-    return subprocess.run(  # noqa: S603 - this interpreter, arguments fixed by the tests
-        [sys.executable, "-m", "mfa_flow", "serve", "--host", "127.0.0.1", "--port", "0", "--project-id", PROJECT_ID,
-         "--secret", SECRET, *args], cwd=ROOT, env=python_env(), capture_output=True, text=True,
-        timeout=SERVE_TIMEOUT, check=False)
+    return run_python("-m", "mfa_flow", "serve", "--host", "127.0.0.1", "--port", "0", "--project-id", PROJECT_ID,
+                      "--secret", SECRET, *args, env=python_env(COLUMNS="100"), timeout=SERVE_TIMEOUT)
 
 
 def write_fixtures(tmp_path: Path, content: object = FIXTURES, name: str = "fixtures.json") -> Path:
@@ -674,7 +666,7 @@ def test_serve_refuses_an_unreadable_or_short_secret_key_file(tmp_path: Path) ->
 def test_serve_help_exits_0_and_names_the_extra() -> None:
     script = shutil.which("mfa-flow")
     assert script is not None, "the mfa-flow console script is not on PATH: is the package pip-installed?"
-    done = subprocess.run([script, "serve", "--help"], cwd=ROOT, env=python_env(),  # noqa: S603 - the entry point
+    done = subprocess.run([script, "serve", "--help"], cwd=ROOT, env=python_env(COLUMNS="100"),  # noqa: S603 - the entry point
                           capture_output=True, text=True, timeout=SERVE_TIMEOUT, check=False)
     assert done.returncode == 0, done.stderr
     assert "mfa_flow[emulator]" in done.stdout
@@ -702,9 +694,7 @@ sys.exit(status)
 
 def run_without_extra(*argv: str) -> tuple[int, str, list[str]]:
     """(exit status, stdout + stderr before the report, modules of the extra that were imported)."""
-    done = subprocess.run([sys.executable, "-c", WITHOUT_EXTRA, json.dumps(argv)],  # noqa: S603 - fixed script
-                          cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=SERVE_TIMEOUT,
-                          check=False)
+    done = run_python("-c", WITHOUT_EXTRA, json.dumps(argv), env=python_env(COLUMNS="100"), timeout=SERVE_TIMEOUT)
     err, _, report = done.stderr.rpartition("LOADED ")
     assert report, done.stderr
     return done.returncode, done.stdout + err, json.loads(report)
@@ -733,8 +723,7 @@ def test_importing_mfa_flow_does_not_import_the_emulator() -> None:
     script = ("import sys, mfa_flow, mfa_flow.cli\n"
               "print(sorted(m for m in sys.modules if m.partition('.')[0] in ('starlette', 'uvicorn', 'stytch')"
               " or m.startswith('mfa_flow.emulator')))")
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=python_env(),  # noqa: S603 - fixed script
-                          capture_output=True, text=True, timeout=SERVE_TIMEOUT, check=False)
+    done = run_python("-c", script, env=python_env(COLUMNS="100"), timeout=SERVE_TIMEOUT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 

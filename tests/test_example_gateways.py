@@ -3,21 +3,15 @@ mapped to downstream_carrier_error, and no code, token or full number in what it
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers_process import ROOT, run_python
+
 EXAMPLE = ROOT / "examples" / "twilio_gateway.py"
 
 
 def test_twilio_gateway_example_runs_as_a_script() -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
-        [sys.executable, str(EXAMPLE)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+    proc = run_python(str(EXAMPLE))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "auth_token='******'" in out

@@ -5,16 +5,13 @@ tokens printed; without the server's URL it stops before talking to anyone."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 from tests.emulator_server import PROJECT_ID, SECRET, EmulatorProcess
+from tests.helpers_process import ROOT, python_env, run_python
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "stytch_mode.py"
 FIXTURES = ROOT / "examples" / "stytch_emulator" / "fixtures.json"  # the records the example's docstring names
 URL_VARIABLE = "MFA_FLOW_EMULATOR_URL"
@@ -22,14 +19,11 @@ ADA_PHONE = "+14155550101"
 
 
 def run_example(*args: str, url_variable: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = python_env()
     env.pop(URL_VARIABLE, None)
     if url_variable is not None:
         env[URL_VARIABLE] = url_variable
-    return subprocess.run(  # noqa: S603 - this interpreter, a fixed script
-        [sys.executable, str(EXAMPLE), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-        check=False,
-    )
+    return run_python(str(EXAMPLE), *args, env=env)
 
 
 def start(start_emulator: Any) -> EmulatorProcess:

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import runpy
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.emulator_server import require
+from tests.helpers_process import ROOT, run_python
 
-ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.run(  # noqa: S603 - this interpreter, with arguments fixed by the tests
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
+TIMEOUT = 300  # an example run as a script or under pytest
 
 
 def test_step_up_example_runs_in_process(capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,14 +25,15 @@ def test_step_up_example_runs_in_process(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_step_up_example_runs_as_a_script() -> None:
-    proc = run(str(EXAMPLES / "step_up.py"))
+    proc = run_python(str(EXAMPLES / "step_up.py"), timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "step-up: code accepted" in proc.stdout
     assert "OK:" in proc.stdout
 
 
 def test_policy_unit_test_example_passes() -> None:
-    proc = run("-m", "pytest", str(EXAMPLES / "policy_unit_test.py"), "-q", "-p", "no:cacheprovider")
+    proc = run_python("-m", "pytest", str(EXAMPLES / "policy_unit_test.py"), "-q", "-p", "no:cacheprovider",
+                      timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert " passed" in proc.stdout
     assert "failed" not in proc.stdout
@@ -51,7 +42,7 @@ def test_policy_unit_test_example_passes() -> None:
 
 def test_policy_tests_example_passes() -> None:
     """A user's project of policy tests: the plugin's fixture, a conftest policy, a policy file, explore."""
-    proc = run("-m", "pytest", str(EXAMPLES / "policy_tests"), "-q", "-p", "no:cacheprovider")
+    proc = run_python("-m", "pytest", str(EXAMPLES / "policy_tests"), "-q", "-p", "no:cacheprovider", timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^7 passed in ", proc.stdout, re.M), proc.stdout
 
@@ -60,6 +51,7 @@ def test_stytch_emulator_example_passes() -> None:
     """The user's-eye example: its own fixture starts ``mfa-flow serve`` and the official SDK talks to it."""
     for module in ("stytch", "starlette", "uvicorn"):
         require(module)
-    proc = run("-m", "pytest", str(EXAMPLES / "stytch_emulator"), "-q", "-p", "no:cacheprovider")
+    proc = run_python("-m", "pytest", str(EXAMPLES / "stytch_emulator"), "-q", "-p", "no:cacheprovider",
+                      timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^3 passed in ", proc.stdout, re.M), proc.stdout

@@ -11,12 +11,8 @@ import hmac
 import inspect
 import json
 import logging
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -47,9 +43,9 @@ from mfa_flow.transports.webhook import (
     WebhookGateway,
     verify_webhook,
 )
+from tests.helpers_process import run_python
 from tests.helpers_rules import MASKED, MEMBER, ORG, PHONE, Setup, names
 
-ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "AC" + "0123456789abcdef" * 2
 TOKEN = "test-auth-token-0f1e2d3c4b5a6978"
 SERVICE = "MG" + "fedcba9876543210" * 2
@@ -747,13 +743,11 @@ def test_no_code_body_credential_or_number_in_errors_or_logs(rig: Rig, caplog: p
 
 
 def test_import_mfa_flow_does_not_import_httpx() -> None:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     script = ("import sys, mfa_flow, mfa_flow.transports, mfa_flow.testing\n"
               "print('httpx' in sys.modules)\n"
               "import mfa_flow.transports.twilio, mfa_flow.transports.webhook\n"
               "print('httpx' in sys.modules)\n")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,  # noqa: S603 - this interpreter, a fixed script
-                          timeout=120, check=False)
+    proc = run_python("-c", script)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "True"]
 

@@ -6,9 +6,7 @@ is refused by all three with the same message, naming the file, the key and the 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +16,8 @@ from mfa_flow import ConfigurationError, Policy
 from mfa_flow.files import SHOWN_CHARS, load_policy_file
 from mfa_flow.testing import MfaWorld
 from tests.emulator_server import PROJECT_ID, SECRET, require
+from tests.helpers_process import run_python
 
-ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT = 120
 ORG = "organization-files-acme"
 ADA = "member-files-ada"
 BOB = "member-files-bob"
@@ -95,22 +92,12 @@ def expected(path: Path, message: str) -> str:
     return f"{path}: {message.replace('{file}', str(path))}"
 
 
-def python_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-
-
-def mfa_flow_command(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - this interpreter, arguments fixed by the tests
-        [sys.executable, "-m", "mfa_flow", *args], cwd=cwd, env=python_env(), capture_output=True, text=True,
-        timeout=TIMEOUT, check=False)
-
-
 def serve_once(tmp_path: Path, policy: Path) -> subprocess.CompletedProcess[str]:
     """``mfa-flow serve --policy FILE`` with empty fixtures, to its end (a bad file ends it at once)."""
     fixtures = tmp_path / "fixtures.json"
     fixtures.write_text(json.dumps({"organizations": [], "members": []}), "utf-8")
-    return mfa_flow_command("serve", "--host", "127.0.0.1", "--port", "0", "--project-id", PROJECT_ID, "--secret",
-                            SECRET, "--fixtures", str(fixtures), "--policy", str(policy), cwd=tmp_path)
+    return run_python("-m", "mfa_flow", "serve", "--host", "127.0.0.1", "--port", "0", "--project-id", PROJECT_ID,
+                      "--secret", SECRET, "--fixtures", str(fixtures), "--policy", str(policy), cwd=tmp_path)
 
 
 # --- a bad file: the same message from the loader and from each of the three --------------------------------------
@@ -136,7 +123,7 @@ def test_policy_file_refusal_from_mfa_world_from_toml(tmp_path: Path, content: s
 @pytest.mark.parametrize(("content", "message"), [row[1:] for row in BAD_FILES], ids=IDS)
 def test_policy_file_refusal_from_mfa_flow_check_exits_2(tmp_path: Path, content: str, message: str) -> None:
     path = write(tmp_path, content)
-    done = mfa_flow_command("check", str(path), "--depth", "1", cwd=tmp_path)
+    done = run_python("-m", "mfa_flow", "check", str(path), "--depth", "1", cwd=tmp_path)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stdout == ""
     assert done.stderr == f"mfa-flow check: {expected(path, message)}\n"
@@ -246,12 +233,12 @@ def test_policy_file_drives_mfa_world_from_toml(shared: Path) -> None:
 def test_policy_file_drives_mfa_flow_check(shared: Path) -> None:
     """Under the file's limit no member gets a second text in 2 steps (under the defaults two logins do it:
     test_cli_check.py), and a counter-example's replay carries the file's policy."""
-    kept = mfa_flow_command("check", shared.name, "--depth", "2", "--properties",
-                            "properties:at_most_one_sms_per_member", cwd=shared.parent)
+    kept = run_python("-m", "mfa_flow", "check", shared.name, "--depth", "2", "--properties",
+                      "properties:at_most_one_sms_per_member", cwd=shared.parent)
     assert kept.returncode == 0, kept.stdout + kept.stderr
     assert "explore: no violation" in kept.stdout
-    broken = mfa_flow_command("check", shared.name, "--depth", "2", "--properties", "properties:nobody_logs_in",
-                              cwd=shared.parent)
+    broken = run_python("-m", "mfa_flow", "check", shared.name, "--depth", "2", "--properties",
+                        "properties:nobody_logs_in", cwd=shared.parent)
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert ("    checker = Checker(Policy(otp_ttl=90, send_limit_per_member=(1, 600.0)), "
             "properties=[nobody_logs_in])\n") in broken.stdout

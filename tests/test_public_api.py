@@ -18,6 +18,7 @@ import pytest
 
 import mfa_flow
 from mfa_flow import AsyncMfaFlow, MfaError, MfaFlow
+from tests.helpers_process import python_output
 from tests.helpers_send import (
     M_TOTP,
     M_UNVERIFIED,
@@ -55,15 +56,6 @@ SPEC_SUBMODULES = {
     "mfa_flow.emulator": {"create_app"},
     "mfa_flow.errors": {"MfaError", "ProviderError", "UnexpectedResponse"},
 }
-
-
-def run_python(code: str) -> str:
-    """Run ``code`` in a fresh interpreter from the project root; return its stdout."""
-    done = subprocess.run(  # noqa: S603 - this interpreter, with code fixed by the tests
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 def exported_names(module: types.ModuleType) -> set[str]:
@@ -338,13 +330,13 @@ def test_sms_message_fields() -> None:
 
 
 def test_importing_testing_does_not_import_pytest() -> None:
-    out = run_python("import sys, mfa_flow.testing; "
-                     "print(sorted(m for m in ('pytest', '_pytest') if m in sys.modules))")
+    out = python_output("import sys, mfa_flow.testing; "
+                        "print(sorted(m for m in ('pytest', '_pytest') if m in sys.modules))")
     assert out == "[]"
 
 
 def test_importing_mfa_flow_does_not_import_httpx() -> None:
-    out = run_python("import sys, mfa_flow; print('httpx' in sys.modules)")
+    out = python_output("import sys, mfa_flow; print('httpx' in sys.modules)")
     assert out == "False"
 
 

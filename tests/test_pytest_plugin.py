@@ -5,12 +5,12 @@ strict ones, as ours does, so an unregistered marker or a warning from the plugi
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from importlib.metadata import entry_points
 
 import pytest
+
+from tests.helpers_process import run_python
 
 pytest_plugins = ["pytester"]
 
@@ -199,5 +199,5 @@ def test_importing_mfa_flow_testing_never_imports_pytest() -> None:
     code = ("import sys, mfa_flow.testing; from mfa_flow.testing import MfaWorld, explore; "
             "MfaWorld().member(phone=True); "
             "assert not {'pytest', '_pytest'} & set(sys.modules), sorted(m for m in sys.modules if 'pytest' in m)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    proc = run_python("-c", code, timeout=60)
     assert proc.returncode == 0, proc.stderr

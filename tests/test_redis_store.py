@@ -8,9 +8,6 @@ closed when the connection drops mid-call.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import textwrap
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -43,6 +40,7 @@ from mfa_flow.stores import AsyncRedisStore, Entry, EvictionPolicyWarning, Redis
 from mfa_flow.stores._base import TTL_GRACE
 from mfa_flow.testing import FakeClock, FakeTransport
 from mfa_flow.transports import SmsMessage
+from tests.helpers_process import python_env, run_python
 from tests.races import C1_LOSER_ERRORS, Outcome, error_types, race, successes, wrong_codes
 from tests.stores_matrix import any_transaction, settle
 
@@ -635,9 +633,7 @@ def test_without_redis_py(tmp_path: Path) -> None:
             else:
                 raise SystemExit("no ConfigurationError")
     """)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parents[1])])}
-    done = subprocess.run([sys.executable, "-c", script], env=env,  # noqa: S603 - our own script
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = run_python("-c", script, env=python_env(tmp_path), timeout=60)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 2
