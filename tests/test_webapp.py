@@ -22,6 +22,7 @@ import time
 import types
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -138,23 +139,31 @@ class Demo:
         return client
 
 
-def make_app(settings: Settings, clock: FakeClock, sms: FakeTransport) -> Any:
-    return require("examples.webapp.app").create_app(settings, clock=clock, gateway=sms)
+def make_app(settings: Settings, clock: FakeClock, sms: FakeTransport, accounts: Any = None) -> Any:
+    return require("examples.webapp.app").create_app(settings, clock=clock, gateway=sms, accounts=accounts)
 
 
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
     return require("examples.webapp.settings").Settings(data_dir=data_dir, **overrides)
 
 
+@contextmanager
+def started(data_dir: Path, accounts: Any = None) -> Iterator[Demo]:
+    clock, sms = FakeClock(), FakeTransport()
+    app = make_app(settings_for(data_dir), clock, sms, accounts)
+    running = Demo(app, app.state.web, clock, sms)
+    try:
+        yield running
+    finally:
+        for client in running.clients:
+            client.close()
+        running.web.close()  # ASGITransport runs no lifespan
+
+
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
-    clock, sms = FakeClock(), FakeTransport()
-    app = make_app(settings_for(tmp_path), clock, sms)
-    running = Demo(app, app.state.web, clock, sms)
-    yield running
-    for client in running.clients:
-        client.close()
-    running.web.close()  # ASGITransport runs no lifespan
+    with started(tmp_path) as running:
+        yield running
 
 
 # --- CSRF -----------------------------------------------------------------------------------------------------
@@ -333,14 +342,14 @@ def test_five_wrong_codes_lock_the_member_and_the_admin_unlocks(demo: Demo) -> N
     assert barbara.submit(page, "/login/code", code=demo.sms.last_code(BARBARA)).url.path == "/home"
 
 
-def lock(demo: Demo, member_id: str) -> None:
+def lock(demo: Demo, member_id: str, organization_id: str = ORG) -> None:
     """Five wrong codes, straight through the flow."""
-    login = demo.web.flow.authenticate_primary(ORG, member_id, "password")
+    login = demo.web.flow.authenticate_primary(organization_id, member_id, "password")
     wrong = next(c for c in ("000000", "111111") if c != demo.sms.last_code(member_id))
     refusals = []
     for _ in range(5):
         with pytest.raises(MfaError) as refused:
-            demo.web.flow.authenticate_sms_otp(ORG, member_id, wrong,
+            demo.web.flow.authenticate_sms_otp(organization_id, member_id, wrong,
                                                intermediate_session_token=login.intermediate_session_token)
         refusals.append(refused.value.error_type)
     assert refusals[-1] == "user_lock_limit_reached"
@@ -354,6 +363,43 @@ def test_only_an_admin_sees_the_admin_page_or_unlocks(demo: Demo) -> None:
     assert "Admin</a>" not in home.text
     assert ada.submit(home, "/admin/unlock", member_id=BARBARA).url.path == "/home"
     assert demo.web.flow.get_member(ORG, BARBARA).is_locked is True
+
+
+GLOBEX, LINUS = "organization-demo-globex", "member-demo-linus"
+
+
+def two_organizations(folder: Path) -> Any:
+    """The demo's user table and records, and a second organization with one member, Linus."""
+    accounts = require("examples.webapp.accounts")
+    fixtures = json.loads(FIXTURES.read_text("utf-8"))
+    fixtures["organizations"].append({"organization_id": GLOBEX, "organization_slug": "globex",
+                                      "organization_name": "Globex", "mfa_policy": "REQUIRED_FOR_ALL"})
+    fixtures["members"].append({"member_id": LINUS, "organization_id": GLOBEX, "email_address": "linus@example.com",
+                                "name": "Linus", "mfa_phone_number": "+14155550104",
+                                "mfa_phone_number_verified": True})
+    table = json.loads((ROOT / "examples" / "webapp" / "accounts.json").read_text("utf-8"))
+    table.append({"email": "linus@example.com", "password_hash": accounts.hash_password(password("linus@example.com")),
+                  "admin": False, "totp_secret": ""})
+    (folder / "fixtures.json").write_text(json.dumps(fixtures), "utf-8")
+    (folder / "accounts.json").write_text(json.dumps(table), "utf-8")
+    return accounts.Accounts(folder / "fixtures.json", folder / "accounts.json")
+
+
+def test_the_admin_page_shows_the_admins_own_organization_only(tmp_path: Path) -> None:
+    with started(tmp_path / "data", two_organizations(tmp_path)) as demo:
+        linus = demo.browser()
+        page = demo.sign_in(linus, "linus@example.com")  # otp.sent in Globex's log
+        wrong = linus.submit(page, "/login/code", code="12345x")
+        assert error_type_of(wrong) == "otp_code_not_found"  # otp.failed
+        lock(demo, LINUS, GLOBEX)  # member.locked
+        admin = demo.signed_in("margaret@example.com")
+        console = admin.get("/admin")
+        assert re.search(rf'<tr id="member-{ADA}">', console.text)
+        assert re.search(rf"<td>session.created</td><td>{MARGARET}</td>", console.text)
+        assert [leak for leak in (LINUS, "linus@example.com", "XXXXXXX0104") if leak in console.text] == []
+        unlocked = admin.submit(console, "/admin/unlock", member_id=LINUS)  # nor can she unlock him
+        assert (unlocked.url.path, LINUS in unlocked.text) == ("/admin", False)
+        assert demo.web.flow.get_member(GLOBEX, LINUS).is_locked is True
 
 
 def test_an_idle_session_steps_up_on_settings_and_comes_back(demo: Demo) -> None:
@@ -539,7 +585,7 @@ def test_no_code_or_token_reaches_a_page_a_url_the_event_log_or_a_log(demo: Demo
     assert len(tokens) == 2
     texts = [f"{p.url} {p.headers.get('location', '')} {p.text}" for c in demo.clients for p in c.pages]
     texts += [record.getMessage() for record in caplog.records]
-    texts += [repr(event) for event in demo.web.events.recent(limit=1000)]
+    texts += [repr(event) for event in demo.web.events.recent(ORG, limit=1000)]  # the demo's one organization
     for secret in codes + tokens:
         assert not [text for text in texts if secret in text]
 

@@ -147,10 +147,10 @@ class Signer:
 class WebApp:
     """The flow and what the pages share: the store, the user table, the event log, the keys."""
 
-    def __init__(self, settings: Settings, *, clock: Clock, gateway: SmsGateway) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock, gateway: SmsGateway, accounts: Accounts) -> None:
         keys = Keys.load(private_dir(settings.data_dir))
         self.settings, self.clock, self.signer = settings, clock, Signer(keys.cookies)
-        self.accounts = Accounts()
+        self.accounts = accounts
         self.events = EventLog(settings.data_dir / "app.sqlite3")
         self.store = SqliteStore(settings.data_dir / "mfa_flow.sqlite3")
         self.stytch: StytchProvider | None = None
@@ -200,9 +200,12 @@ class WebApp:
         self.events.close()
 
 
-def create_app(settings: Settings, *, clock: Clock | None = None, gateway: SmsGateway | None = None) -> FastAPI:
-    """The application; tests pass a FakeClock and a FakeTransport, ``python -m examples.webapp`` neither."""
-    web = WebApp(settings, clock=clock or SystemClock(), gateway=gateway or ConsoleGateway())
+def create_app(settings: Settings, *, clock: Clock | None = None, gateway: SmsGateway | None = None,
+               accounts: Accounts | None = None) -> FastAPI:
+    """The application; tests pass a FakeClock and a FakeTransport (and may pass a user table of their own),
+    ``python -m examples.webapp`` none of them."""
+    web = WebApp(settings, clock=clock or SystemClock(), gateway=gateway or ConsoleGateway(),
+                 accounts=accounts or Accounts())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -494,10 +497,14 @@ def create_app(settings: Settings, *, clock: Clock | None = None, gateway: SmsGa
 
     @app.get("/admin")
     def admin_page(request: Request, current: Annotated[Current, Depends(admin)], notice: str = "") -> HTMLResponse:
-        members = [web.flow.get_member(account.organization_id, account.member_id)
-                   for account in web.accounts.by_email.values()]
-        rows = [(web.accounts.by_member[m.member_id], m, masked(m.mfa_phone_number)) for m in members]
-        return render(request, "admin.html", current=current, members=rows, events=web.events.recent(),
+        """The administrator's own organization only, as unlock: its members and its events."""
+        organization_id = current.session.organization_id
+        rows = []
+        for account in web.accounts.by_email.values():
+            if account.organization_id == organization_id:
+                member = web.flow.get_member(organization_id, account.member_id)
+                rows.append((account, member, masked(member.mfa_phone_number)))
+        return render(request, "admin.html", current=current, members=rows, events=web.events.recent(organization_id),
                       notice=NOTICES.get(notice, ""))
 
     @app.post("/admin/unlock", dependencies=checked)

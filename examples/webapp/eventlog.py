@@ -1,9 +1,10 @@
 """The application's own SQLite file: an mfa_flow events sink that keeps every event, and the last TOTP step each
 member used.
 
-The admin page lists them, and the code page counts the member's recent ``otp.sent`` events to show the resend
-cooldown and the sends left: the flow answers a send beyond them with ``too_many_requests`` but has no call that
-tells how long to wait. The application logs its own ``totp.failed`` here too, to limit authenticator guesses.
+The admin page lists an organization's events, and the code page counts the member's recent ``otp.sent`` events
+to show the resend cooldown and the sends left: the flow answers a send beyond them with ``too_many_requests`` but
+has no call that tells how long to wait. The application logs its own ``totp.failed`` here too, to limit
+authenticator guesses.
 Events carry masked phones and never a code or a token, so they are stored as they are (but for
 ``member.updated``'s merged member: the admin page reads members from the flow).
 """
@@ -53,10 +54,12 @@ class EventLog:
                 (event.at, event.name, event.organization_id, event.member_id, event.phone, event.reason or "",
                  json.dumps(data, sort_keys=True, default=str)))
 
-    def recent(self, limit: int = 50) -> list[LoggedEvent]:
+    def recent(self, organization_id: str, limit: int = 50) -> list[LoggedEvent]:
+        """The organization's newest events: an administrator sees their own organization's only."""
         with self._lock:
             rows = self._db.execute("SELECT at, name, member_id, phone, reason, data FROM events"
-                                    " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+                                    " WHERE organization_id = ? ORDER BY id DESC LIMIT ?",
+                                    (organization_id, limit)).fetchall()
         return [LoggedEvent(*row) for row in rows]
 
     def times(self, name: str, organization_id: str, member_id: str, since: float) -> list[float]:
