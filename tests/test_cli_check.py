@@ -17,19 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers_process import python_env, run_python
+from tests.helpers_process import AT_MOST_ONE_SMS_PER_MEMBER, python_env, run_python
 
 TIMEOUT = 120
 
-PROPERTIES = '''\
-from collections import Counter
-
-
-def at_most_one_sms_per_member(world):
-    """No member gets more than 1 SMS."""
-    worst = max(Counter(message.member_id for message in world.sms.sent).values(), default=0)
-    assert worst <= 1, f"a member got {worst} texts"
-
+PROPERTIES = AT_MOST_ONE_SMS_PER_MEMBER + '''
 
 def texts_name_their_member(world):
     """Holds under every policy: each text says whom it is for."""

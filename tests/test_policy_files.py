@@ -16,7 +16,7 @@ from mfa_flow import ConfigurationError, Policy
 from mfa_flow.files import SHOWN_CHARS, load_policy_file
 from mfa_flow.testing import MfaWorld
 from tests.emulator_server import PROJECT_ID, SECRET, require
-from tests.helpers_process import run_python
+from tests.helpers_process import AT_MOST_ONE_SMS_PER_MEMBER, run_python
 
 ORG = "organization-files-acme"
 ADA = "member-files-ada"
@@ -197,14 +197,7 @@ mfa_phone_number_verified = true
 """
 SHARED_POLICY = Policy(send_limit_per_member=(1, 600), otp_ttl=90)
 
-PROPERTIES = """\
-from collections import Counter
-
-
-def at_most_one_sms_per_member(world):
-    worst = max(Counter(message.member_id for message in world.sms.sent).values(), default=0)
-    assert worst <= 1, f"a member got {worst} texts"
-
+PROPERTIES = AT_MOST_ONE_SMS_PER_MEMBER + """
 
 def nobody_logs_in(world):
     assert not any(step.action == "login" for step in world.steps), "someone logged in"
