@@ -14,6 +14,7 @@ import pytest
 
 from mfa_flow import Event, Member, MemoryDirectory, MfaError, MfaFlow, Organization, Policy
 from mfa_flow.testing import FakeClock, FakeTransport
+from tests.helpers_rules import wrong
 
 ORG = "org-operating-1"
 ORG_OPTIONAL = "org-operating-2"
@@ -79,12 +80,12 @@ def run_day(sinks: Iterable[Callable[[Event], None]]) -> Secrets:
     locked = flow.authenticate_primary(ORG, M_LOCKED, "password")
     secrets.tokens.append(locked.intermediate_session_token)
     right = sms.last_code(M_LOCKED)
-    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    guess = wrong(right)
     for answer in ["otp_code_not_found"] * (LOCKOUT_THRESHOLD - 1) + ["user_lock_limit_reached"]:
         with pytest.raises(MfaError, match=answer):
-            flow.authenticate_sms_otp(ORG, M_LOCKED, wrong,
+            flow.authenticate_sms_otp(ORG, M_LOCKED, guess,
                                       intermediate_session_token=locked.intermediate_session_token)
-    secrets.codes.append(wrong)
+    secrets.codes.append(guess)
 
     clock.advance(minutes=31)
     check = flow.authenticate_session(session_token=done.session_token)

@@ -33,9 +33,9 @@ def at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def wrong(code: str) -> str:
-    """Six ASCII digits that differ from ``code``."""
-    return f"{(int(code) + 1) % 1_000_000:06d}"
+def wrong(code: str, i: int = 0) -> str:
+    """Six ASCII digits that differ from ``code``; distinct for each ``i`` below 999,999."""
+    return f"{(int(code) + 1 + i) % 1_000_000:06d}"
 
 
 def err(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> MfaError:

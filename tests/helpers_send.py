@@ -14,6 +14,7 @@ import pytest
 
 from mfa_flow import Event, Member, MfaError, MfaFlow, Organization, Policy
 from mfa_flow.testing import FakeClock, FakeTransport
+from tests.helpers_rules import wrong
 
 ORG = "organization-test-1"
 ORG_SLUG = "acme"
@@ -150,10 +151,6 @@ def totp_session(env: Env, organization_id: str, member_id: str) -> str:
     return str(res.session_token)
 
 
-def wrong_code(code: str) -> str:
-    return "000000" if code != "000000" else "111111"
-
-
 def lock_member(env: Env, organization_id: str, member_id: str) -> str:
     """Lock a member with a linked phone by wrong codes; needs a policy with a small lockout_threshold.
 
@@ -167,7 +164,7 @@ def lock_member(env: Env, organization_id: str, member_id: str) -> str:
     seen: list[str] = []
     for _ in range(env.flow.policy.lockout_threshold):
         with pytest.raises(MfaError) as ei:
-            env.flow.authenticate_sms_otp(organization_id, member_id, wrong_code(code),
+            env.flow.authenticate_sms_otp(organization_id, member_id, wrong(code),
                                           intermediate_session_token=ist)
         seen.append(ei.value.error_type)
     expected = ["otp_code_not_found"] * (env.flow.policy.lockout_threshold - 1) + ["user_lock_limit_reached"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from mfa_flow import MfaError
 from mfa_flow.stores import Entry, MemoryStore, Write
+from tests.helpers_rules import wrong
 
 __all__ = [
     "C1_LOSER_ERRORS",
@@ -26,7 +27,6 @@ __all__ = [
     "error_types",
     "race",
     "successes",
-    "wrong_code",
     "wrong_codes",
 ]
 
@@ -74,14 +74,9 @@ def successes(outcomes: Iterable[Outcome]) -> list[Any]:
     return [value for kind, value in outcomes if kind == "ok"]
 
 
-def wrong_code(code: str, i: int = 0) -> str:
-    """A six-digit code other than ``code``; distinct for each ``i`` below 999,999."""
-    return f"{(int(code) + 1 + i) % 1_000_000:06d}"
-
-
 def wrong_codes(code: str, n: int) -> list[str]:
     """n distinct six-digit codes, none equal to ``code``."""
-    return [wrong_code(code, i) for i in range(n)]
+    return [wrong(code, i) for i in range(n)]
 
 
 def error_type(call: Callable[..., object], *args: object, **kwargs: object) -> str:

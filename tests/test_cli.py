@@ -21,6 +21,7 @@ from mfa_flow.cli import main
 from mfa_flow.crypto import new_token
 from mfa_flow.machine import TABLES
 from tests.helpers_process import ROOT, python_env, run_python, unavailable
+from tests.helpers_rules import wrong
 
 CODE_IN_SMS = re.compile(r"Your verification code is (\d{6})")
 EVENTS_OF_A_DEMO = (
@@ -181,7 +182,7 @@ class FeedStdin:
             return ""
         code = codes_in(self.err)[-1]
         if answer == "wrong":
-            code = f"{(int(code) + 1) % 1_000_000:06d}"
+            code = wrong(code)
         return code + "\n"
 
     def finish(self) -> tuple[str, str]:

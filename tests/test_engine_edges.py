@@ -19,6 +19,7 @@ from mfa_flow.errors import CodeRejected, ConfigurationError, error_for
 from mfa_flow.stores import Entry, MemoryStore, Write
 from mfa_flow.testing import FakeClock, FakeTransport
 from mfa_flow.transports import DeliveryRejected, LocalCodeProvider, SmsMessage
+from tests.helpers_rules import wrong
 
 ORG, MEMBER, PHONE = "organization-test-1", "member-test-1", "+14155550123"
 
@@ -81,7 +82,7 @@ def test_codes_are_compared_with_hmac_compare_digest(monkeypatch: pytest.MonkeyP
     ist = flow.authenticate_primary(ORG, MEMBER, "sso").intermediate_session_token
     code = transport.last_code()
     with pytest.raises(MfaError):
-        flow.authenticate_sms_otp(ORG, MEMBER, f"{(int(code) + 1) % 1_000_000:06d}", intermediate_session_token=ist)
+        flow.authenticate_sms_otp(ORG, MEMBER, wrong(code), intermediate_session_token=ist)
     assert len(calls) == 1
     flow.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist)
     assert len(calls) == 2
@@ -171,7 +172,7 @@ def test_code_provider_answering_a_truthy_non_bool_does_not_authenticate() -> No
     flow.directory.put_organization(Organization(ORG, mfa_policy="REQUIRED_FOR_ALL"))
     flow.directory.put_member(Member(MEMBER, ORG, mfa_phone_number=PHONE, mfa_phone_number_verified=True))
     ist = flow.authenticate_primary(ORG, MEMBER, "sso").intermediate_session_token
-    guess = f"{(int(transport.last_code()) + 1) % 1_000_000:06d}"
+    guess = wrong(transport.last_code())
     with pytest.raises(MfaError) as caught:
         flow.authenticate_sms_otp(ORG, MEMBER, guess, intermediate_session_token=ist)
     assert caught.value.error_type == "otp_code_not_found"

@@ -23,6 +23,7 @@ from mfa_flow.testing import FakeClock, FakeTransport
 from mfa_flow.transports.stytch import StytchProvider
 from tests.fake_stytch import PROJECT_ID, SECRET, FakeStytch
 from tests.fake_stytch import error as stytch_error
+from tests.helpers_rules import wrong
 
 ORG = "organization-test-1"
 MEMBER = "member-test-1"
@@ -68,10 +69,6 @@ def outcome(call: Callable[[], object]) -> str:
     except MfaError as exc:
         return exc.error_type
     return "ok"
-
-
-def wrong(code: str, i: int = 0) -> str:
-    return f"{(int(code) + 1 + i) % 1_000_000:06d}"
 
 
 class World:

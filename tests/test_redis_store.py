@@ -41,6 +41,7 @@ from mfa_flow.stores._base import TTL_GRACE
 from mfa_flow.testing import FakeClock, FakeTransport
 from mfa_flow.transports import SmsMessage
 from tests.helpers_process import python_env, run_python
+from tests.helpers_rules import wrong
 from tests.races import C1_LOSER_ERRORS, Outcome, error_types, race, successes, wrong_codes
 from tests.stores_matrix import any_transaction, settle
 
@@ -651,8 +652,8 @@ def test_mfa_flow_end_to_end(redis_url: str, redis_db: Any) -> None:
         flow = make_flow(store, clock=clock, transport=transport, events=events)
         primary = flow.authenticate_primary(ORG, MEMBER, "password")
         ist = primary.intermediate_session_token
-        assert error_type(flow.authenticate_sms_otp, ORG, MEMBER, "000000" if transport.last_code() != "000000"
-                          else "111111", intermediate_session_token=ist) == "otp_code_not_found"
+        assert error_type(flow.authenticate_sms_otp, ORG, MEMBER, wrong(transport.last_code()),
+                          intermediate_session_token=ist) == "otp_code_not_found"
         assert guard_failures(store) == 1
         done = flow.authenticate_sms_otp(ORG, MEMBER, transport.last_code(), intermediate_session_token=ist)
         assert done.session_token
@@ -692,9 +693,8 @@ def test_async_mfa_flow_end_to_end(redis_url: str, redis_db: Any) -> None:
             flow = AsyncMfaFlow(store=store, secret_key=KEY, clock=FakeClock(), transport=transport)
             setup_directory(flow)
             primary = await flow.authenticate_primary(ORG, MEMBER, "password")
-            wrong = "000000" if transport.last_code() != "000000" else "111111"
             with pytest.raises(MfaError, match="otp_code_not_found"):
-                await flow.authenticate_sms_otp(ORG, MEMBER, wrong,
+                await flow.authenticate_sms_otp(ORG, MEMBER, wrong(transport.last_code()),
                                                 intermediate_session_token=primary.intermediate_session_token)
             done = await flow.authenticate_sms_otp(ORG, MEMBER, transport.last_code(),
                                                    intermediate_session_token=primary.intermediate_session_token)
@@ -744,8 +744,7 @@ def test_two_flows_on_one_redis_are_one_deployment(redis_url: str, redis_db: Any
         clock.advance(700)
         primary = a.authenticate_primary(ORG, MEMBER, "password")
         code = transport.last_code()
-        wrong = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, 11)]
-        for i, guess in enumerate(wrong):
+        for i, guess in enumerate(wrong_codes(code, 10)):
             flow = (a, b)[i % 2]
             if i % 5 == 0 and i:
                 flow.send_sms_otp(ORG, MEMBER, intermediate_session_token=primary.intermediate_session_token)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from mfa_flow import Member, MfaError, Organization, Policy, SendContext
+from tests.helpers_rules import wrong
 from tests.helpers_send import (
     M2_FRESH,
     M2_VERIFIED,
@@ -52,7 +53,6 @@ from tests.helpers_send import (
     make_env,
     primary_ist,
     totp_session,
-    wrong_code,
 )
 
 UNKNOWN_ORG = "organization-does-not-exist"
@@ -659,7 +659,7 @@ def test_delivery_rejected_leaves_no_live_code_and_counts() -> None:
     assert env.sent_since(mark) == []
     assert "delivery.failed" in event_names(env.events_since(mark))
     # The previous code stays superseded and the new one was discarded: no live code at all.
-    for code in (first_code, wrong_code(first_code)):
+    for code in (first_code, wrong(first_code)):
         expect_error(lambda c=code: f.authenticate_sms_otp(ORG, M_VERIFIED, c,
                                                            intermediate_session_token=ist),
                      "unable_to_auth_otp_code")
@@ -957,7 +957,7 @@ def test_uniform_refusals_on_authenticate_are_not_counted_against_the_victim() -
     code = env.transport.sent[-1].code
     attacker = primary_ist(env, ORG, M_FRESH)
     mark = env.mark()
-    for submitted in [code, wrong_code(code)] * f.policy.lockout_threshold:
+    for submitted in [code, wrong(code)] * f.policy.lockout_threshold:
         expect_error(lambda c=submitted: f.authenticate_sms_otp(ORG, M_VERIFIED, c,
                                                                 intermediate_session_token=attacker),
                      "bad_request")

@@ -40,7 +40,8 @@ from mfa_flow.stores._base import TTL_GRACE
 from mfa_flow.stores._codec import encode
 from mfa_flow.stores.sqlite import PURGE_EVERY, SCHEMA_VERSION
 from mfa_flow.testing import FakeClock, FakeTransport
-from tests.races import C1_LOSER_ERRORS, race, wrong_code
+from tests.helpers_rules import wrong
+from tests.races import C1_LOSER_ERRORS, race
 from tests.stores_matrix import any_transaction, ist_and_code, settle
 
 KEY = b"k" * 32
@@ -496,7 +497,7 @@ def test_flow_login_wrong_code_then_right_code(sync_store: SqliteStore, clock: F
                                                transport: FakeTransport) -> None:
     flow = make_flow(sync_store, clock, transport)
     ist, code = login(flow, transport)
-    assert refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong_code(code),
+    assert refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong(code),
                    intermediate_session_token=ist).error_type == "otp_code_not_found"
     assert failure_count(sync_store) == 1
     result = flow.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist)
@@ -514,7 +515,7 @@ def test_flow_lock_is_shared_and_survives_a_restart(db: str, sync_store: SqliteS
     policy = Policy(lockout_threshold=3, **ROOMY)
     flow = make_flow(sync_store, clock, transport, policy=policy)
     ist, code = login(flow, transport)
-    answers = [refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong_code(code, i),
+    answers = [refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong(code, i),
                        intermediate_session_token=ist).error_type for i in range(3)]
     assert answers == ["otp_code_not_found", "otp_code_not_found", "user_lock_limit_reached"]
     assert flow.get_member(ORG, MEMBER).is_locked is True
@@ -562,7 +563,7 @@ def test_expiring_records_carry_their_expiry_and_the_others_none(db: str, sync_s
     flow = make_flow(sync_store, clock, transport)
     ist, code = login(flow, transport)
     assert expiry() == {"code": NOW + 120, "ist": NOW + 600, "window": NOW + 600}
-    refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong_code(code), intermediate_session_token=ist)
+    refusal(flow.authenticate_sms_otp, ORG, MEMBER, wrong(code), intermediate_session_token=ist)
     assert expiry()["guard"] is None  # an open guard (the failure counter) never expires
     flow.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist)
     # the session lives under its token's digest, its id reference and its member's index, each as long as it
@@ -706,7 +707,7 @@ def test_two_flows_on_one_file_are_one_deployment(db: str, clock: FakeClock, tra
     with SqliteStore(db) as first_store, SqliteStore(db) as second_store:
         first, second = make_flow(first_store, clock, transport), make_flow(second_store, clock, transport)
         ist, code = login(first, transport)
-        assert refusal(second.authenticate_sms_otp, ORG, MEMBER, wrong_code(code),
+        assert refusal(second.authenticate_sms_otp, ORG, MEMBER, wrong(code),
                        intermediate_session_token=ist).error_type == "otp_code_not_found"
         assert failure_count(first_store) == 1
         token = second.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist).session_token
@@ -883,7 +884,7 @@ def test_async_flow_login_and_32_concurrent_redemptions(db: str, clock: FakeCloc
             first = await flow.authenticate_primary(ORG, MEMBER, "email_magic_link")
             code = transport.last_code(MEMBER)
             with pytest.raises(MfaError) as info:
-                await flow.authenticate_sms_otp(ORG, MEMBER, wrong_code(code),
+                await flow.authenticate_sms_otp(ORG, MEMBER, wrong(code),
                                                 intermediate_session_token=first.intermediate_session_token)
             assert info.value.error_type == "otp_code_not_found"
             done = await flow.authenticate_sms_otp(ORG, MEMBER, code,

@@ -34,7 +34,7 @@ from mfa_flow import Member, MfaError
 from mfa_flow.crypto import Keyring
 from mfa_flow.state import CodeState, PhoneLink, keys
 from mfa_flow.stores import Entry, Write
-from tests.races import wrong_code
+from tests.helpers_rules import wrong
 from tests.stores_matrix import (
     MEMBER,
     NEW_PHONE,
@@ -303,7 +303,7 @@ CASES: dict[str, Case] = {
                                                         intermediate_session_token=c["ist"]),
         "ok", MEMBER, _enrolled),
     "authenticate_wrong_code": Case(
-        _login, lambda w, c: w.api.authenticate_sms_otp(ORG, MEMBER, wrong_code(c["code"]),
+        _login, lambda w, c: w.api.authenticate_sms_otp(ORG, MEMBER, wrong(c["code"]),
                                                         intermediate_session_token=c["ist"]),
         "otp_code_not_found", MEMBER),
     "step_up_send": Case(
@@ -697,7 +697,7 @@ def test_the_delivery_check_sees_a_message_whose_code_was_never_committed(matrix
     world = matrix.make_flow("memory")
     _login(world)
     assert world.transport.unpersisted == []
-    stray = SmsMessage(world.transport.sent[-1].to, wrong_code(world.transport.sent[-1].code), None, MEMBER, ORG)
+    stray = SmsMessage(world.transport.sent[-1].to, wrong(world.transport.sent[-1].code), None, MEMBER, ORG)
     world.transport.deliver(stray)
     assert world.transport.unpersisted == [stray]
     world.transport.unpersisted.clear()

@@ -14,7 +14,7 @@ import pytest
 from mfa_flow import Member, MfaFlow, Organization
 from mfa_flow.state import MemberState, keys
 from mfa_flow.testing import FakeTransport
-from tests.races import wrong_code
+from tests.helpers_rules import wrong
 from tests.stores_matrix import (
     MEMBER,
     MEMBER_2,
@@ -107,7 +107,7 @@ def test_login_automatic_code_and_authenticate_give_a_session(make: MakeWorld) -
 def test_wrong_code_is_counted_and_the_right_one_then_resets_the_counter(make: MakeWorld) -> None:
     world = make()
     ist, code = world.login()
-    assert error_type(world.api.authenticate_sms_otp, ORG, MEMBER, wrong_code(code),
+    assert error_type(world.api.authenticate_sms_otp, ORG, MEMBER, wrong(code),
                       intermediate_session_token=ist) == "otp_code_not_found"
     assert world.failures(MEMBER) == 1
     failed = [e for e in world.events if e.name == "otp.failed"]
@@ -124,8 +124,8 @@ def test_wrong_code_is_counted_and_the_right_one_then_resets_the_counter(make: M
 def test_lock_at_the_threshold_refuses_everything_until_it_ends(make: MakeWorld) -> None:
     world = make(lockout_threshold=3)
     ist, code = world.login()
-    wrong = wrong_code(code)
-    answers = [error_type(world.api.authenticate_sms_otp, ORG, MEMBER, wrong, intermediate_session_token=ist)
+    guess = wrong(code)
+    answers = [error_type(world.api.authenticate_sms_otp, ORG, MEMBER, guess, intermediate_session_token=ist)
                for _ in range(3)]
     assert answers == ["otp_code_not_found", "otp_code_not_found", "user_lock_limit_reached"]
     assert world.failures(MEMBER) == 3
@@ -152,7 +152,7 @@ def test_lock_at_the_threshold_refuses_everything_until_it_ends(make: MakeWorld)
     ist, code = world.login()
     # The counter restarted at 0: two wrong codes do not lock (a third would, at threshold 3).
     for _ in range(2):
-        assert error_type(world.api.authenticate_sms_otp, ORG, MEMBER, wrong_code(code),
+        assert error_type(world.api.authenticate_sms_otp, ORG, MEMBER, wrong(code),
                           intermediate_session_token=ist) == "otp_code_not_found"
     assert world.api.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist).session_token
 
@@ -304,7 +304,7 @@ def test_another_flow_on_the_same_store_verifies_the_code(make: MakeWorld) -> No
     world = make()
     ist, code = world.login()
     other, other_transport = twin(world)
-    assert error_type(other.authenticate_sms_otp, ORG, MEMBER, wrong_code(code),
+    assert error_type(other.authenticate_sms_otp, ORG, MEMBER, wrong(code),
                       intermediate_session_token=ist) == "otp_code_not_found"
     assert world.failures(MEMBER) == 1  # counted in the shared store
     result = other.authenticate_sms_otp(ORG, MEMBER, code, intermediate_session_token=ist)
