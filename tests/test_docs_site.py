@@ -177,9 +177,18 @@ def test_home_page_is_the_readme_with_its_links_into_the_site(build: Build) -> N
     assert [line for line in source.splitlines() if line.strip() and line not in shown] == []
 
 
+def built_page(site: Path, page: str) -> Path:
+    """Where mkdocs writes a page (directory URLs: ``concepts.md`` is ``concepts/index.html``)."""
+    stem = page.removesuffix(".md")
+    return site / (f"{stem}.html" if posixpath.basename(stem) == "index" else f"{stem}/index.html")
+
+
 def test_every_link_inside_the_site_reaches_a_page(build: Build) -> None:
+    assert build.returncode == 0, build.output
+    pages = set(build.site.rglob("*.html"))
+    assert sorted(p for p in ["index.md", *page_paths()] if built_page(build.site, p) not in pages) == []
     dead = []
-    for page in build.site.rglob("*.html"):
+    for page in pages:
         base = posixpath.dirname(page.relative_to(build.site).as_posix())
         for link in re.findall(r'href="([^"#?]+)', page.read_text("utf-8")):
             if re.match(r"^[a-z][a-z0-9+.-]*:", link):
