@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_public_api import ROOT, run_python
+from tests.helpers_process import python_output, run_python
 
 #: Every mfa_flow module ``import mfa_flow`` loads. A new module on this list is a new import-time cost:
 #: add it here only if the synchronous flow needs it on every call.
@@ -80,7 +79,7 @@ LOGGED_IN = {"mfa_required": True, "texts": 1, "session": True,
 
 def fresh(code: str) -> Any:
     """Run ``code`` in a fresh interpreter; it prints one JSON value, returned decoded."""
-    return json.loads(run_python(textwrap.dedent(code)))
+    return json.loads(python_output(textwrap.dedent(code)))
 
 
 def fresh_without_site(code: str) -> Any:
@@ -88,10 +87,7 @@ def fresh_without_site(code: str) -> Any:
     (here one imports certifi, which loads pathlib, importlib.resources and urllib.parse), and a module already
     loaded would hide ``import mfa_flow`` loading it too."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    done = subprocess.run(  # noqa: S603 - this interpreter, with code fixed by the tests
-        [sys.executable, "-S", "-c", textwrap.dedent(code)], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=60, check=False,
-    )
+    done = run_python("-S", "-c", textwrap.dedent(code), env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
