@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,7 +23,7 @@ import time
 import types
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from mfa_flow import MfaError
+from mfa_flow import ConfigurationError, Event, MfaError
 from mfa_flow.testing import FakeClock, FakeTransport
 from tests.emulator_server import PROJECT_ID, SECRET, EmulatorProcess, require
 
@@ -552,6 +553,48 @@ def test_authenticator_guesses_posted_at_once_are_counted_in_one_step(demo: Demo
     answers = alan.submit_at_once(page, "/login/totp", 12, code=wrong)
     assert sorted(answer.status_code for answer in answers) == [401] * 5 + [429] * 7
     assert len(demo.web.events.times("totp.failed", ORG, ALAN, 0)) == 5
+
+
+# --- the event log -------------------------------------------------------------------------------------------
+
+def test_the_event_log_keeps_plain_values_only(tmp_path: Path) -> None:
+    """An object in an event's data is left out, not stored as its text (which may hold anything)."""
+    eventlog = require("examples.webapp.eventlog")
+
+    class Carrier:
+        def __str__(self) -> str:
+            return "its text: a secret"
+
+        __repr__ = __str__
+
+    log = eventlog.EventLog(tmp_path / "app.sqlite3")
+    try:
+        log(Event("otp.sent", 0.0, ORG, ADA, "XXXXXXX0101", None,
+                  {"purpose": "login", "carrier": Carrier(), "factors": ("password", "otp")}))
+        [logged] = log.recent(ORG)
+    finally:
+        log.close()
+    assert json.loads(logged.data) == {"purpose": "login", "factors": ["password", "otp"]}
+
+
+def test_a_members_events_are_counted_through_an_index(demo: Demo) -> None:
+    """The code page counts the member's sends on every render: a search of the index, not a scan of the log."""
+    query = require("examples.webapp.eventlog").TIMES_QUERY
+    with closing(sqlite3.connect(demo.web.settings.data_dir / "app.sqlite3")) as db:
+        plan = [row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + query, ("otp.sent", ORG, ADA, 0.0))]
+    [step] = plan  # one search, and no sort of its own for the ORDER BY
+    assert step.endswith("events USING COVERING INDEX events_of_member (name=? AND organization_id=? AND member_id=? "
+                         "AND at>?)")
+
+
+def test_the_fixtures_file_is_checked_whole_naming_the_file(tmp_path: Path) -> None:
+    accounts = require("examples.webapp.accounts")
+    fixtures = json.loads(FIXTURES.read_text("utf-8"))
+    fixtures["members"].append({**fixtures["members"][0], "email_address": "ada.again@example.com"})
+    path = tmp_path / "fixtures.json"
+    path.write_text(json.dumps(fixtures), "utf-8")
+    with pytest.raises(ConfigurationError, match=rf"{re.escape(str(path))}: members\[5\] .*already names"):
+        accounts.Accounts(path)
 
 
 # --- secrets stay out of pages, URLs and logs ----------------------------------------------------------------

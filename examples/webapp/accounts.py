@@ -17,13 +17,15 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfa_flow import Member, Organization
+from mfa_flow.files import load_fixtures
 
 HERE = Path(__file__).parent
 
 # Django's scrypt cost (16 MiB, tens of milliseconds per hash); OWASP asks N=2**17 today: raise it in production.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 TOTP_STEP = 30  # seconds: RFC 6238's time step
+
+
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     # OpenSSL refuses more than 32 MiB unless told: N=2**15 and above need maxmem (its B and V arrays).
     return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=128 * r * (n + p + 2))
@@ -82,13 +84,12 @@ class Account:
 
 
 class Accounts:
-    """The user table, by e-mail address and by member id, and the records a local-mode directory holds."""
+    """The user table, by e-mail address and by member id, and the records (``fixtures``) a local-mode
+    directory holds."""
 
     def __init__(self, fixtures_path: Path = HERE / "fixtures.json", table_path: Path = HERE / "accounts.json") -> None:
-        fixtures = json.loads(fixtures_path.read_text("utf-8"))
-        self.organizations = [Organization(**entry) for entry in fixtures["organizations"]]
-        self.members = [Member(**entry) for entry in fixtures["members"]]
-        members = {m.email_address: m for m in self.members}
+        self.fixtures = load_fixtures(fixtures_path)  # checked whole: ids, phones, one number per member
+        members = {m.email_address: m for m in self.fixtures.members}
         self.by_email = {
             row["email"]: Account(row["email"], members[row["email"]].organization_id,
                                   members[row["email"]].member_id, members[row["email"]].name, row["password_hash"],

@@ -40,7 +40,6 @@ from mfa_flow import (
     Clock,
     Event,
     MemberSession,
-    MemoryDirectory,
     MfaError,
     MfaFlow,
     Policy,
@@ -98,13 +97,8 @@ class Ticket:
 class Current:
     """The signed-in member of a request, as ``authenticate_session`` found them."""
 
-    ticket: Ticket
     session: MemberSession
     account: Account
-
-
-def masked(phone: str) -> str:
-    return mask_phone(phone) if phone else ""
 
 
 class GoTo(Exception):
@@ -161,13 +155,8 @@ class WebApp:
             self.flow = MfaFlow(transport=self.stytch, store=self.store, clock=clock, events=[self.events],
                                 policy=POLICY)
         else:
-            directory = MemoryDirectory()
-            for organization in self.accounts.organizations:
-                directory.put_organization(organization)
-            for member in self.accounts.members:
-                directory.put_member(member)
-            self.flow = MfaFlow(directory=directory, transport=gateway, store=self.store, secret_key=keys.mfa,
-                                clock=clock, events=[self.events], policy=POLICY)
+            self.flow = MfaFlow(directory=accounts.fixtures.directory(), transport=gateway, store=self.store,
+                                secret_key=keys.mfa, clock=clock, events=[self.events], policy=POLICY)
 
     def primary_auth(self, account: Account) -> PrimaryAuthResult:
         """The password passed: start the second step (in local mode the flow texts the code now)."""
@@ -286,7 +275,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, gateway: SmsGa
             raise
         if check.step_up_required:
             raise GoTo("/session/code?" + urlencode({"next": request.url.path, "notice": "idle"}))
-        return Current(session, check.member_session, web.accounts.by_member[check.member_session.member_id])
+        return Current(check.member_session, web.accounts.by_member[check.member_session.member_id])
 
     def admin(current: Annotated[Current, Depends(signed_in)]) -> Current:
         if not current.account.is_admin:
@@ -306,7 +295,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, gateway: SmsGa
         phone = web.flow.get_member(owner.organization_id, owner.member_id).mfa_phone_number
         left, wait = web.send_status(owner)
         return render(request, "code.html", status=status, action=action, next=next_page,
-                      phone=masked(phone), left=left, wait=wait,
+                      phone=mask_phone(phone), left=left, wait=wait,
                       limit=POLICY.send_limit_per_member[0], window=int(POLICY.send_limit_per_member[1] // 60),
                       refusal=refusal, message=REFUSALS.get(refusal.error_type, "") if refusal else "",
                       notice=NOTICES.get(notice, ""))
@@ -482,7 +471,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, gateway: SmsGa
     def settings_page(request: Request, current: Annotated[Current, Depends(signed_in)]) -> HTMLResponse:
         member = web.flow.get_member(current.session.organization_id, current.session.member_id)
         return render(request, "settings.html", current=current, member=member,
-                      phone=masked(member.mfa_phone_number),
+                      phone=mask_phone(member.mfa_phone_number),
                       sessions=web.flow.list_member_sessions(member.organization_id, member.member_id))
 
     @app.post("/logout", dependencies=checked)
@@ -503,7 +492,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, gateway: SmsGa
         for account in web.accounts.by_email.values():
             if account.organization_id == organization_id:
                 member = web.flow.get_member(organization_id, account.member_id)
-                rows.append((account, member, masked(member.mfa_phone_number)))
+                rows.append((account, member, mask_phone(member.mfa_phone_number)))
         return render(request, "admin.html", current=current, members=rows, events=web.events.recent(organization_id),
                       notice=NOTICES.get(notice, ""))
 
