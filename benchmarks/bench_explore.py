@@ -19,8 +19,9 @@ branching factor to the power d: it is measured to depth 2 and projected beyond.
 Seeded faults: a user's real mistakes, each found at depth <= 3 (the issue's 10 s target): a flow built with a
 longer code lifetime than the policy it is checked against (``code_expiry``), a gateway adapter that texts the
 wrong number (``wrong_destination``) and the property "nobody gets more than 3 texts in 10 minutes" under the
-default policy, which allows 5 (``at_most_three_texts``). Each reports the seconds to the first violation (median
-over the rounds) and the length of the counter-example.
+default policy, which allows 5 (``at_most_three_texts_in_ten_minutes``). They are the test suite's own
+(tests/explore_faults.py). Each reports the seconds to the first violation (median over the rounds) and the
+length of the counter-example.
 """
 
 from __future__ import annotations
@@ -38,12 +39,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import attrs
-
-from mfa_flow import MfaFlow, Policy
-from mfa_flow.events import EventSink
-from mfa_flow.testing import Checker, FakeClock, FakeTransport, MfaWorld, Report, explore
-from mfa_flow.transports import SmsMessage
+from mfa_flow import Policy
+from mfa_flow.testing import Checker, Report, explore
+from tests.explore_faults import at_most_three_texts_in_ten_minutes, flow_with_longer_codes, flow_with_swapped_numbers
 
 Action = tuple[Any, ...]
 
@@ -87,39 +85,10 @@ def naive(policy: Policy, depth: int) -> tuple[int, int, float]:
 # --- seeded faults ---------------------------------------------------------------------------------------------------
 
 
-def longer_codes(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
-                 events: list[EventSink]) -> MfaFlow:
-    """The flow under test was built from other settings than the policy it is checked against."""
-    return MfaFlow(policy=attrs.evolve(policy, otp_ttl=policy.otp_ttl * 2), clock=clock, transport=transport,
-                   events=events)
-
-
-class WrongNumber:
-    """A gateway adapter that texts a fixed number, whatever the message says."""
-
-    def __init__(self, inner: FakeTransport) -> None:
-        self.inner = inner
-
-    def deliver(self, message: SmsMessage) -> None:
-        self.inner.deliver(attrs.evolve(message, to="+14155550199"))
-
-
-def wrong_number(policy: Policy, *, clock: FakeClock, transport: FakeTransport,
-                 events: list[EventSink]) -> MfaFlow:
-    return MfaFlow(policy=policy, clock=clock, transport=WrongNumber(transport), events=events)
-
-
-def at_most_three_texts(world: MfaWorld) -> None:
-    """Nobody gets more than 3 texts in 10 minutes."""
-    now = world.clock.now()
-    recent = [e.member_id for e in world.events.named("otp.sent") if now - e.at < 600]
-    assert all(recent.count(who) <= 3 for who in set(recent)), "a member got a fourth text within 10 minutes"
-
-
-FAULTS: dict[str, dict[str, Any]] = {
-    "other settings (otp_ttl x2)": {"flow_factory": longer_codes},
-    "gateway texts the wrong number": {"flow_factory": wrong_number},
-    "property: at most 3 texts in 10 min": {"properties": (at_most_three_texts,)},
+FAULTS: dict[str, dict[str, Any]] = {  # the test suite's own faults (tests/explore_faults.py)
+    "other settings (otp_ttl 300 s)": {"flow_factory": flow_with_longer_codes},
+    "gateway texts the wrong number": {"flow_factory": flow_with_swapped_numbers},
+    "property: at most 3 texts in 10 min": {"properties": (at_most_three_texts_in_ten_minutes,)},
 }
 
 

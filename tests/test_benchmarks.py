@@ -59,7 +59,7 @@ def test_bench_explore_quick_prints_its_figures() -> None:
     assert re.search(rf"ratio baseline/ours at depth 1: {NUMBER}x the time", out), out
     found = re.findall(r"  (.+?) +\d+\.\d+ s  (\w+) in (\d+) steps", out)
     assert [(prop, int(steps) <= 3) for _, prop, steps in found] == [
-        ("code_expiry", True), ("wrong_destination", True), ("at_most_three_texts", True)], out
+        ("code_expiry", True), ("wrong_destination", True), ("at_most_three_texts_in_ten_minutes", True)], out
 
 
 @pytest.mark.timeout(180)
