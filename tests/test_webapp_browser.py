@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import threading
 import time
@@ -28,6 +27,7 @@ import pytest
 
 from mfa_flow.testing import FakeClock, FakeTransport
 from tests.emulator_server import PROJECT_ID, SECRET, EmulatorProcess, require
+from tests.helpers_process import unavailable
 from tests.test_webapp import ADA, ALAN, BARBARA, FIXTURES, GRACE, ORG, make_app, password, settings_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,10 +38,7 @@ WAIT = 10.0  # seconds, for every page load and element
 def need(program: str, package: str) -> str:
     path = shutil.which(program)
     if path is None:
-        message = f"{program} is not installed: apt-get install {package}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}; under CI the browser tests must run", pytrace=False)
-        pytest.skip(message)
+        unavailable(f"{program} is not installed: apt-get install {package}", "the browser tests")
     return path
 
 
@@ -97,7 +94,10 @@ class Tab:
     def __init__(self, driver: Any, url: str) -> None:
         self.driver, self.url = driver, url
         self.by = require("selenium.webdriver.common.by").By
-        self.wait = require("selenium.webdriver.support.ui").WebDriverWait(driver, WAIT)
+        # A page being replaced may answer any WebDriver error for a moment (Chromium: "Node with given id does
+        # not belong to the document"): a wait tries again until WAIT has passed.
+        self.wait = require("selenium.webdriver.support.ui").WebDriverWait(
+            driver, WAIT, ignored_exceptions=[require("selenium.common.exceptions").WebDriverException])
         self.ec = require("selenium.webdriver.support.expected_conditions")
 
     @property
@@ -124,10 +124,11 @@ class Tab:
             field.send_keys(value)
 
     def click(self, element_id: str) -> str:
-        """Click and wait for the next page (the old one gone, the new heading there); its heading."""
-        old = self.driver.find_element(self.by.TAG_NAME, "html")
+        """Click and wait for the next page (the old one gone, the new heading there); its heading. The old page
+        is marked on its window, which a new document does not share."""
+        self.driver.execute_script("window.mfaFlowOldPage = true")
         self.driver.find_element(self.by.ID, element_id).click()
-        self.wait.until(self.ec.staleness_of(old))
+        self.wait.until(lambda driver: driver.execute_script("return window.mfaFlowOldPage !== true"))
         return self.heading()
 
     def sign_in(self, email: str) -> str:
