@@ -35,11 +35,18 @@ START_TIMEOUT = 30.0
 
 
 def require(module: str) -> ModuleType:
-    """Import ``module``; skip the test without it, or fail under CI, where every test must run."""
+    """Import ``module``; skip the test without it, or fail under CI, where every test must run. Only a missing
+    third-party package skips: an import error in the project's own code (the examples, mfa_flow) is raised."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        if (exc.name or module).partition(".")[0] in _OWN_PACKAGES:
+            raise
         unavailable(f"{module} is not installed ({exc}); python3 -m pip install -e '.[test]'")
+
+
+#: Top-level packages of this repository: their import errors are bugs, never a reason to skip.
+_OWN_PACKAGES = frozenset({"mfa_flow", "examples", "tests", "benchmarks"})
 
 
 class EmulatorProcess:
