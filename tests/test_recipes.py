@@ -21,6 +21,7 @@ import pytest
 from mfa_flow import Member, MemoryDirectory, MfaError, MfaFlow, Organization
 from mfa_flow.testing import FakeClock, FakeTransport
 from tests.emulator_server import require
+from tests.helpers_rules import wrong
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "examples" / "recipes"
@@ -139,10 +140,6 @@ def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
 def attributes(header: str) -> set[str]:
     """A Set-Cookie header's attributes, lower-cased, without its value and dates."""
     return {part.strip().lower() for part in header.split(";")[1:] if not part.strip().lower().startswith("expires")}
-
-
-def wrong(code: str) -> str:
-    return f"{(int(code) + 1) % 1_000_000:06d}"
 
 
 def test_login_step_up_and_logout(browser: Browser) -> None:

@@ -35,6 +35,7 @@ import pytest
 from mfa_flow import ConfigurationError, Event, MfaError
 from mfa_flow.testing import FakeClock, FakeTransport
 from tests.emulator_server import PROJECT_ID, SECRET, EmulatorProcess, require
+from tests.helpers_rules import wrong as wrong_code
 
 if TYPE_CHECKING:
     from examples.webapp.app import WebApp
@@ -278,7 +279,7 @@ def test_a_wrong_code_then_the_right_one_signs_in(demo: Demo) -> None:
     page = demo.sign_in(client, "ada@example.com")
     assert page.url.path == "/login/code"
     assert 'id="phone">XXXXXXX0101<' in page.text
-    wrong = client.submit(page, "/login/code", code="000000" if demo.sms.last_code(ADA) != "000000" else "111111")
+    wrong = client.submit(page, "/login/code", code=wrong_code(demo.sms.last_code(ADA)))
     assert (wrong.status_code, error_type_of(wrong)) == (404, "otp_code_not_found")
     home = client.submit(wrong, "/login/code", code=demo.sms.last_code(ADA))
     assert home.url.path == "/home"
@@ -312,7 +313,7 @@ def test_five_wrong_codes_lock_the_member_and_the_admin_unlocks(demo: Demo) -> N
     barbara = demo.browser()
     page = demo.sign_in(barbara, "barbara@example.com")
     right = demo.sms.last_code(BARBARA)
-    wrong = next(c for c in ("000000", "111111") if c != right)
+    wrong = wrong_code(right)
     for _ in range(4):
         page = barbara.submit(page, "/login/code", code=wrong)
         assert error_type_of(page) == "otp_code_not_found"
@@ -346,7 +347,7 @@ def test_five_wrong_codes_lock_the_member_and_the_admin_unlocks(demo: Demo) -> N
 def lock(demo: Demo, member_id: str, organization_id: str = ORG) -> None:
     """Five wrong codes, straight through the flow."""
     login = demo.web.flow.authenticate_primary(organization_id, member_id, "password")
-    wrong = next(c for c in ("000000", "111111") if c != demo.sms.last_code(member_id))
+    wrong = wrong_code(demo.sms.last_code(member_id))
     refusals = []
     for _ in range(5):
         with pytest.raises(MfaError) as refused:
@@ -464,8 +465,7 @@ def test_a_totp_member_passes_totp_before_linking_a_phone(demo: Demo) -> None:
     skipped = alan.submit(page, "/enrol", phone="+14155550160")  # straight to linking: the IST has no factor
     assert error_type_of(skipped) == "insufficient_factors"
     assert demo.sms.sent == []
-    wrong = alan.submit(page, "/login/totp", code="000000" if totp("JBSWY3DPEHPK3PXP", demo.clock.now())
-                        != "000000" else "111111")
+    wrong = alan.submit(page, "/login/totp", code=wrong_code(totp("JBSWY3DPEHPK3PXP", demo.clock.now())))
     assert wrong.status_code == 401
     enrol = alan.submit(wrong, "/login/totp", code=totp("JBSWY3DPEHPK3PXP", demo.clock.now()))
     assert enrol.url.path == "/enrol"
@@ -483,7 +483,7 @@ def test_authenticator_guesses_are_limited_to_five_an_hour(demo: Demo) -> None:
     alan = demo.browser()
     page = demo.sign_in(alan, "alan@example.com")
     right = totp("JBSWY3DPEHPK3PXP", demo.clock.now())
-    wrong = next(c for c in ("000000", "111111") if c != right)
+    wrong = wrong_code(right)
     for _ in range(5):
         page = alan.submit(page, "/login/totp", code=wrong)
         assert page.status_code == 401
@@ -548,8 +548,7 @@ def test_authenticator_guesses_posted_at_once_are_counted_in_one_step(demo: Demo
     monkeypatch.setattr(app, "totp_step", slow_check)
     alan = demo.browser()
     page = demo.sign_in(alan, "alan@example.com")
-    wrong = next(c for c in ("000000", "111111") if c != require("examples.webapp.accounts").totp(TOTP_KEY,
-                                                                                                  demo.clock.now()))
+    wrong = wrong_code(require("examples.webapp.accounts").totp(TOTP_KEY, demo.clock.now()))
     answers = alan.submit_at_once(page, "/login/totp", 12, code=wrong)
     assert sorted(answer.status_code for answer in answers) == [401] * 5 + [429] * 7
     assert len(demo.web.events.times("totp.failed", ORG, ALAN, 0)) == 5
